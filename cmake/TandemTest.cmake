@@ -1,0 +1,20 @@
+# tandem_add_test(NAME n SOURCES ... LIBS ... LABELS unit|model|cluster|gpu [TIMEOUT s] [FIXTURES f...])
+# Registers one GoogleTest binary as one ctest entry with its label. `model` tests require the
+# fixture `model_present`, which fails with "run scripts/setup.sh" when the GGUF is missing.
+function(tandem_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;FIXTURES;ARGS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+                       ENVIRONMENT "TANDEM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  if("model" IN_LIST T_LABELS)
+    set_property(TEST ${T_NAME} APPEND PROPERTY FIXTURES_REQUIRED model_present)
+  endif()
+  if(T_FIXTURES)
+    set_property(TEST ${T_NAME} APPEND PROPERTY FIXTURES_REQUIRED ${T_FIXTURES})
+  endif()
+endfunction()

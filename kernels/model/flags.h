@@ -1,0 +1,22 @@
+// kernels/model/flags.h
+//
+// The model runner's flags (--model, --backend, --threads, --kv_dtype, ...) and the functions that
+// turn them into RunnerOptions. Only processes call these (libraries take Options structs).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/flags.h"
+#include "kernels/model/model_runner.h"
+
+namespace tandem::model {
+
+TANDEM_DECLARE_FLAG(std::string, model);
+TANDEM_DECLARE_FLAG(std::string, backend);
+TANDEM_DECLARE_FLAG(int32_t, threads);
+
+// InvalidArgument naming the flag on a bad value.
+absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags();
+
+}  // namespace tandem::model

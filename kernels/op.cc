@@ -1,0 +1,22 @@
+#include "kernels/op.h"
+
+namespace tandem::kernels {
+namespace {
+
+struct NameOf {
+  std::string_view operator()(const MatMulParams&) const { return "matmul"; }
+  std::string_view operator()(const EmbeddingParams&) const { return "embedding"; }
+  std::string_view operator()(const RmsNormParams&) const { return "rmsnorm"; }
+  std::string_view operator()(const RopeParams&) const { return "rope"; }
+  std::string_view operator()(const SwiGluParams&) const { return "swiglu"; }
+  std::string_view operator()(const SoftmaxParams&) const { return "softmax"; }
+  std::string_view operator()(const KvWriteParams&) const { return "kv_write"; }
+  std::string_view operator()(const PagedAttentionParams&) const { return "paged_attention"; }
+  std::string_view operator()(const SampleParams&) const { return "sample"; }
+};
+
+}  // namespace
+
+std::string_view OpName(const OpCall& call) { return std::visit(NameOf{}, call); }
+
+}  // namespace tandem::kernels

@@ -1,0 +1,135 @@
+// kernels/op.h
+//
+// The ops of the forward pass, one plain params struct each, and OpCall, the variant every backend
+// runs. Shapes are in brackets, outermost first (TensorView order). Every TensorView lives on the
+// backend's device; host-side fields are marked "host". Params never own memory. The exact semantics
+// written here are the spec: cpu_ref implements it with naive fp32 loops, and every other backend is
+// compared with cpu_ref by tests/consistency/backend_ops_test.cc.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <variant>
+
+#include "absl/types/span.h"
+#include "common/tensor_view.h"
+
+namespace tandem::kernels {
+
+// y[n, out] = x[n, in] · W[out, in]^T  (+ y when accumulate; that is how residual adds are fused).
+// W: f32, f16, bf16 or any quantized dtype, each row a run of blocks along `in`. x, y: f32.
+// Backends may quantize x internally (llama.cpp pairs Q4_1 with Q8_1 activations); that rounding is
+// part of the op's tolerance in the harness.
+struct MatMulParams {
+  TensorView w;  // [out, in]
+  TensorView x;  // [n, in] f32
+  TensorView y;  // [n, out] f32, must not alias x
+  bool accumulate = false;
+};
+
+// out[i, :] = dequant(table[ids[i], :]).
+struct EmbeddingParams {
+  TensorView table;  // [vocab, d], any weight dtype
+  TensorView ids;    // [n] i32, each in [0, vocab)
+  TensorView out;    // [n, d] f32
+};
+
+// out[i, :] = x[i, :] / sqrt(mean_j x[i, j]^2 + eps) * weight[:]. out may alias x.
+struct RmsNormParams {
+  TensorView x;       // [n, d] f32
+  TensorView weight;  // [d] f32
+  TensorView out;     // [n, d] f32
+  float eps = 1e-5f;
+};
+
+enum class RopeStyle : uint8_t {
+  kAdjacentPairs,  // GGML "NORM": rotates (x[2i], x[2i+1]); Llama weights from a GGUF
+  kHalfSplit,      // GGML "NEOX": rotates (x[i], x[i + n_rot/2]); HF-layout weights
+};
+
+// Rotates the first n_rot values of every head of token t by angle positions[t] * base^(-2i/n_rot)
+// for pair i, in place. A negative or delta position re-rotates (CacheBlend moves reused K this way).
+struct RopeParams {
+  TensorView x;          // [n, heads, head_dim] f32, in place
+  TensorView positions;  // [n] i32
+  float freq_base = 10000.0f;
+  int n_rot = 0;  // <= head_dim, even
+  RopeStyle style = RopeStyle::kAdjacentPairs;
+};
+
+// out = silu(gate) * up, silu(z) = z / (1 + exp(-z)). out may alias gate or up.
+struct SwiGluParams {
+  TensorView gate;  // [n, f] f32
+  TensorView up;    // [n, f] f32
+  TensorView out;   // [n, f] f32
+};
+
+// x[i, :] = softmax(scale * x[i, :]) with max subtraction, in place.
+struct SoftmaxParams {
+  TensorView x;  // [n, d] f32
+  float scale = 1.0f;
+};
+
+// Writes token t's K and V into the paged pools at slot slots[t] (page = slot / page_tokens,
+// offset = slot % page_tokens), converting f32 to the pool's dtype (f32 or f16, round to nearest).
+struct KvWriteParams {
+  TensorView k;       // [n, n_kv_heads, head_dim] f32
+  TensorView v;       // [n, n_kv_heads, head_dim] f32
+  TensorView k_pool;  // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
+  TensorView v_pool;  // same shape and dtype as k_pool
+  TensorView slots;   // [n] i32
+};
+
+// Causal attention of query tokens over a paged KV cache, for a batch of sequences at different
+// positions (prefill chunks and decode steps mixed). Query t belongs to sequence q_seq[t] and sits at
+// position q_pos[t]; it attends that sequence's KV positions 0..q_pos[t] inclusive, which must have
+// been written already. Position p of sequence s lives at page page_table[s, p / page_tokens],
+// offset p % page_tokens. Query head h reads KV head h / (n_heads / n_kv_heads) (GQA).
+// out[t, h, :] = sum_p softmax_p(scale * q[t, h, :] · k[p, g, :]) * v[p, g, :], fp32 softmax.
+struct PagedAttentionParams {
+  TensorView q;           // [n, n_heads, head_dim] f32, after RoPE
+  TensorView k_pool;      // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
+  TensorView v_pool;      // same shape and dtype as k_pool
+  TensorView out;         // [n, n_heads, head_dim] f32
+  TensorView q_seq;       // [n] i32, index into page_table's first dimension
+  TensorView q_pos;       // [n] i32
+  TensorView page_table;  // [n_seqs, max_pages_per_seq] i32
+  float scale = 0.125f;   // 1/sqrt(head_dim) unless the model says otherwise
+};
+
+// How one row of logits becomes a token. temperature <= 0 means greedy (argmax, lowest id on ties).
+// Otherwise, in this order: logits / temperature; keep the top_k largest (top_k <= 0: all); softmax
+// over those; sort by probability, descending (lower id first on ties); keep the shortest prefix
+// whose cumulative probability reaches top_p (at least one); then draw u = NextUniform(rng_state)
+// and return the first token whose cumulative (renormalised) probability exceeds u.
+struct SamplingConfig {
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+};
+
+// The generator every backend uses, so that a seed gives the same tokens everywhere:
+// splitmix64 step, then the top 24 bits as a float in [0, 1).
+inline float NextUniform(uint64_t& state) {
+  state += 0x9E3779B97F4A7C15ull;
+  uint64_t z = state;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+}
+
+struct SampleParams {
+  TensorView logits;                       // [n, vocab] f32 (not modified)
+  absl::Span<const SamplingConfig> configs;  // host, [n]
+  absl::Span<uint64_t> rng_states;           // host, [n], advanced once per sampled row
+  absl::Span<int32_t> out_tokens;            // host, [n]
+};
+
+using OpCall = std::variant<MatMulParams, EmbeddingParams, RmsNormParams, RopeParams, SwiGluParams,
+                            SoftmaxParams, KvWriteParams, PagedAttentionParams, SampleParams>;
+
+// "matmul", "embedding", ... : for messages, metrics and the harness's --ops filter.
+std::string_view OpName(const OpCall& call);
+
+}  // namespace tandem::kernels

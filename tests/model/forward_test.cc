@@ -1,0 +1,260 @@
+// Forward pass of SmolLM2 against llama.cpp (tests/data/model_reference.json, made by
+// scripts/make_model_reference.py), and the runner's own invariants: batched == sequential,
+// prefill == incremental decode, cpu == cpu_ref, and clear errors for bad input.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/model_format/gguf.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/model/generator.h"
+#include "kernels/model/model_runner.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/status_matchers.h"
+#include "tests/support/test_env.h"
+
+namespace tandem::model {
+namespace {
+
+using ::tandem::testing::ModelPath;
+using ::tandem::testing::SourceDir;
+using ::tandem::testing::StatusIs;
+
+struct ReferenceCase {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<int32_t>> top_ids;
+  std::vector<std::vector<float>> top_logits;
+  std::vector<int32_t> greedy;
+};
+
+std::vector<ReferenceCase> LoadReference() {
+  std::ifstream in(SourceDir() + "/tests/data/model_reference.json");
+  EXPECT_TRUE(in.good()) << "tests/data/model_reference.json missing";
+  nlohmann::json j = nlohmann::json::parse(in);
+  std::vector<ReferenceCase> cases;
+  for (const auto& c : j["cases"]) {
+    ReferenceCase rc;
+    rc.tokens = c["tokens"].get<std::vector<int32_t>>();
+    rc.top_ids = c["top_ids"].get<std::vector<std::vector<int32_t>>>();
+    rc.top_logits = c["top_logits"].get<std::vector<std::vector<float>>>();
+    rc.greedy = c["greedy"].get<std::vector<int32_t>>();
+    cases.push_back(std::move(rc));
+  }
+  return cases;
+}
+
+class ForwardTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto file = format::GgufFile::Open(ModelPath());
+    ASSERT_TRUE(file.ok()) << file.status();
+    gguf_ = new format::GgufFile(std::move(file).value());
+  }
+  static void TearDownTestSuite() {
+    delete gguf_;
+    gguf_ = nullptr;
+  }
+  std::unique_ptr<ModelRunner> MakeRunner(std::string_view backend_name,
+                                          RunnerOptions options = {}) {
+    auto backend = kernels::GetBackend(backend_name);
+    EXPECT_TRUE(backend.ok()) << backend.status();
+    auto runner = ModelRunner::Create(*gguf_, **backend, options);
+    EXPECT_TRUE(runner.ok()) << runner.status();
+    return std::move(runner).value();
+  }
+  // All-position logits of one prompt as a fresh sequence.
+  std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& tokens) {
+    SeqId seq = runner.kv_cache().AddSequence().value();
+    ForwardBatch batch;
+    batch.Add(seq, tokens, 0, false);
+    for (size_t i = 0; i < tokens.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
+    auto logits = runner.Forward(batch);
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    std::vector<float> out = logits->ToHost(runner.backend());
+    runner.kv_cache().RemoveSequence(seq);
+    return out;
+  }
+  static format::GgufFile* gguf_;
+};
+format::GgufFile* ForwardTest::gguf_ = nullptr;
+
+double Nmse(const std::vector<float>& a, const std::vector<float>& ref) {
+  double err = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    norm += double(ref[i]) * ref[i];
+  }
+  return err / std::max(norm, 1e-30);
+}
+
+int32_t Argmax(const float* row, int32_t n) {
+  return static_cast<int32_t>(std::max_element(row, row + n) - row);
+}
+
+// The headline comparison with llama.cpp: top-1 agreement, logit error at llama.cpp's top-8 ids,
+// and greedy continuations.
+TEST_F(ForwardTest, MatchesLlamaCpp) {
+  const std::vector<ReferenceCase> cases = LoadReference();
+  ASSERT_GE(cases.size(), 20u);
+  auto runner = MakeRunner("cpu");
+  const int32_t vocab = runner->config().vocab_size;
+  int64_t positions = 0, top1_equal = 0;
+  double max_abs_err = 0, sum_abs_err = 0;
+  int64_t err_count = 0;
+  int greedy_identical = 0;
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const ReferenceCase& rc = cases[c];
+    const std::vector<float> logits = AllLogits(*runner, rc.tokens);
+    int64_t case_equal = 0;
+    for (size_t t = 0; t < rc.tokens.size(); ++t) {
+      const float* row = logits.data() + t * vocab;
+      ++positions;
+      if (Argmax(row, vocab) == rc.top_ids[t][0]) {
+        ++top1_equal;
+        ++case_equal;
+      }
+      for (size_t k = 0; k < rc.top_ids[t].size(); ++k) {
+        const double err = std::abs(double(row[rc.top_ids[t][k]]) - rc.top_logits[t][k]);
+        max_abs_err = std::max(max_abs_err, err);
+        sum_abs_err += err;
+        ++err_count;
+      }
+    }
+    GenerateOptions options;
+    options.max_tokens = static_cast<int32_t>(rc.greedy.size());
+    options.ignore_eos = true;
+    auto generated = Generate(*runner, rc.tokens, options);
+    ASSERT_TRUE(generated.ok()) << generated.status();
+    size_t same_prefix = 0;
+    while (same_prefix < rc.greedy.size() && same_prefix < generated->tokens.size() &&
+           generated->tokens[same_prefix] == rc.greedy[same_prefix]) {
+      ++same_prefix;
+    }
+    if (same_prefix == rc.greedy.size()) ++greedy_identical;
+    std::printf("case %2zu: %4zu tokens, top-1 %5.1f%%, greedy identical for %2zu/%zu tokens\n", c,
+                rc.tokens.size(), 100.0 * case_equal / rc.tokens.size(), same_prefix,
+                rc.greedy.size());
+  }
+  const double agreement = double(top1_equal) / positions;
+  std::printf("REFERENCE llama.cpp: %zu prompts, %lld positions, top-1 agreement %.4f, "
+              "logit |err| at llama.cpp top-8: mean %.4f max %.4f, greedy-64 identical %d/%zu\n",
+              cases.size(), static_cast<long long>(positions), agreement,
+              sum_abs_err / err_count, max_abs_err, greedy_identical, cases.size());
+  EXPECT_GE(agreement, 0.99);
+  // Bounds: llama.cpp quantizes activations to Q8_1 and we may differ in rounding; logits of this
+  // model span about [-30, 30].
+  EXPECT_LT(sum_abs_err / err_count, 0.15);
+  EXPECT_LT(max_abs_err, 1.5);
+  EXPECT_GE(greedy_identical, static_cast<int>(cases.size() * 3 / 4));
+}
+
+TEST_F(ForwardTest, CpuMatchesCpuRef) {
+  const std::vector<int32_t> tokens = {504, 3575, 282, 4649, 314, 7042, 28, 253, 1102, 30};
+  auto fast = MakeRunner("cpu", {.kv_dtype = DType::kF32});
+  auto ref = MakeRunner("cpu_ref", {.kv_dtype = DType::kF32});
+  const std::vector<float> a = AllLogits(*fast, tokens);
+  const std::vector<float> b = AllLogits(*ref, tokens);
+  const double nmse = Nmse(a, b);
+  std::printf("cpu vs cpu_ref logits NMSE over %zu positions: %.3g\n", tokens.size(), nmse);
+  EXPECT_LT(nmse, 1e-3);  // the fast path quantizes activations to 8 bits
+  const int32_t vocab = fast->config().vocab_size;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    EXPECT_EQ(Argmax(a.data() + t * vocab, vocab), Argmax(b.data() + t * vocab, vocab)) << t;
+  }
+}
+
+TEST_F(ForwardTest, PrefillEqualsIncrementalDecode) {
+  const std::vector<int32_t> tokens = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365,
+                                       2, 198, 1, 4093, 198, 19556, 30, 2, 198, 1, 520, 9531, 198};
+  auto runner = MakeRunner("cpu", {.max_batch_tokens = 7});  // also crosses chunk boundaries
+  const int32_t vocab = runner->config().vocab_size;
+  const std::vector<float> prefill = AllLogits(*runner, tokens);
+  SeqId seq = runner->kv_cache().AddSequence().value();
+  std::vector<float> incremental;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    ForwardBatch batch;
+    batch.Add(seq, {tokens[i]}, static_cast<int32_t>(i), true);
+    auto logits = runner->Forward(batch);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    std::vector<float> row = logits->ToHost(runner->backend());
+    incremental.insert(incremental.end(), row.begin(), row.end());
+  }
+  ASSERT_EQ(prefill.size(), incremental.size());
+  const double nmse = Nmse(incremental, prefill);
+  std::printf("prefill vs incremental decode logits NMSE: %.3g\n", nmse);
+  EXPECT_LT(nmse, 1e-6);
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    EXPECT_EQ(Argmax(prefill.data() + t * vocab, vocab), Argmax(incremental.data() + t * vocab, vocab));
+  }
+}
+
+TEST_F(ForwardTest, BatchedSequencesEqualSequential) {
+  const std::vector<std::vector<int32_t>> prompts = {
+      {504, 3575, 282, 4649, 314}, {19556, 28, 392, 416, 722, 253, 1102}, {33, 34, 35, 28, 216}};
+  auto runner = MakeRunner("cpu");
+  const int32_t vocab = runner->config().vocab_size;
+  std::vector<std::vector<float>> alone;
+  for (const auto& p : prompts) {
+    std::vector<float> all = AllLogits(*runner, p);
+    alone.emplace_back(all.end() - vocab, all.end());
+  }
+  ForwardBatch batch;
+  std::vector<SeqId> seqs;
+  for (const auto& p : prompts) {
+    seqs.push_back(runner->kv_cache().AddSequence().value());
+    batch.Add(seqs.back(), p, 0, true);
+  }
+  auto logits = runner->Forward(batch);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  const std::vector<float> together = logits->ToHost(runner->backend());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<float> row(together.begin() + i * vocab, together.begin() + (i + 1) * vocab);
+    EXPECT_LT(Nmse(row, alone[i]), 1e-6) << "sequence " << i;
+    EXPECT_EQ(Argmax(row.data(), vocab), Argmax(alone[i].data(), vocab));
+  }
+}
+
+TEST_F(ForwardTest, BadInputIsAnError) {
+  auto runner = MakeRunner("cpu");
+  SeqId seq = runner->kv_cache().AddSequence().value();
+  ForwardBatch bad_token;
+  bad_token.Add(seq, {49152}, 0, true);
+  EXPECT_THAT(runner->Forward(bad_token), StatusIs(absl::StatusCode::kInvalidArgument, "49152"));
+  ForwardBatch gap;
+  gap.Add(seq, {1}, 5, true);
+  EXPECT_THAT(runner->Forward(gap), StatusIs(absl::StatusCode::kInvalidArgument, "position 5"));
+  ForwardBatch past_context;
+  past_context.Add(seq, {1}, runner->config().context_length, true);
+  EXPECT_THAT(runner->Forward(past_context), StatusIs(absl::StatusCode::kOutOfRange));
+  std::vector<int32_t> too_long(runner->config().context_length, 1);
+  EXPECT_THAT(Generate(*runner, too_long, GenerateOptions{}),
+              StatusIs(absl::StatusCode::kOutOfRange, "context length"));
+  EXPECT_THAT(Generate(*runner, {}, GenerateOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(ForwardTest, SeededSamplingIsReproducible) {
+  auto runner = MakeRunner("cpu");
+  GenerateOptions options;
+  options.max_tokens = 24;
+  options.sampling = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f};
+  options.seed = 1234;
+  options.ignore_eos = true;
+  const std::vector<int32_t> prompt = {504, 3575, 282, 4649, 314};
+  auto a = Generate(*runner, prompt, options);
+  auto b = Generate(*runner, prompt, options);
+  options.seed = 99;
+  auto c = Generate(*runner, prompt, options);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(a->tokens, b->tokens);
+  EXPECT_NE(a->tokens, c->tokens);
+}
+
+}  // namespace
+}  // namespace tandem::model
