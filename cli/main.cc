@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli/generate.h"
+#include "cli/kv.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -16,6 +17,8 @@ constexpr char kUsage[] =
     "\n"
     "Commands:\n"
     "  generate   Generate text from a prompt in-process: tandem generate --chat \"Hi\"\n"
+    "  kv         Inspect the KV store: tandem kv stats|list [N]|lookup KEY|verify|clear\n"
+    "             (with --kv_disk_path and/or --redis_url)\n"
     "\n"
     "Every flag can also be set by its environment variable (TANDEM_<NAME>).";
 
@@ -38,6 +41,8 @@ int main(int argc, char** argv) {
   absl::Status status;
   if (command == "generate") {
     status = tandem::cli::RunGenerate(args);
+  } else if (command == "kv") {
+    status = tandem::cli::RunKv(args);
   } else {
     std::fprintf(stderr, "tandem: unknown command '%s'\n%s\n", command.c_str(), kUsage);
     return 2;

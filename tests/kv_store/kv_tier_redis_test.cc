@@ -1,0 +1,147 @@
+// The KvTier conformance suite over RedisTier against a real redis-server (label cluster), and the
+// Redis failure cases: the server killed while requests run and then restarted, and a password.
+#include <hiredis/hiredis.h>
+
+#include "kv_store/redis_tier.h"
+#include "tests/kv_store/kv_tier_conformance.h"
+#include "tests/support/redis_server.h"
+
+namespace tandem::kv::testing {
+namespace {
+
+using ::tandem::testing::RedisServer;
+
+RedisTierOptions FastOptions(const std::string& url) {
+  RedisTierOptions o;
+  o.url = url;
+  o.timeout = absl::Milliseconds(500);  // generous: the test machine is shared
+  o.breaker_base = absl::Milliseconds(50);
+  o.breaker_max = absl::Milliseconds(400);
+  return o;
+}
+
+struct RedisEnv {
+  absl::Status Init() {
+    if (!RedisServer::Available()) return absl::UnavailableError("no /usr/bin/redis-server");
+    return server.Start();
+  }
+  std::unique_ptr<KvTier> Open(const KvFormat& f, int64_t, MetricsRegistry* r) {
+    auto t = RedisTier::Create(FastOptions(server.Url()), f, r);
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? std::move(*t) : nullptr;
+  }
+  bool SupportsRaw() const { return true; }
+  bool HasBudget() const { return false; }
+  absl::Status PutRaw(KvTier* t, const BlockKey& k, std::string_view bytes) {
+    return static_cast<RedisTier*>(t)->PutRawForTesting(k, bytes);
+  }
+  RedisServer server{"tandem-test-password"};  // every conformance test also covers AUTH
+};
+
+using RedisTiers = ::testing::Types<RedisEnv>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Redis, KvTierConformance, RedisTiers);
+
+class RedisTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!RedisServer::Available()) GTEST_SKIP() << "no /usr/bin/redis-server";
+    ASSERT_OK(server_.Start());
+  }
+  RedisServer server_;
+  MetricsRegistry registry_;
+};
+
+TEST_F(RedisTierTest, FlippedByteInRedisIsDetectedDeletedAndCounted) {
+  ASSERT_OK_AND_ASSIGN(auto tier, RedisTier::Create(FastOptions(server_.Url()), TestFormat(),
+                                                    &registry_));
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
+  ASSERT_OK(tier->Put(b, Soon()));
+  redisContext* c = server_.Connect();
+  ASSERT_TRUE(c != nullptr && c->err == 0);
+  const std::string rk = tier->RedisKey(b.key());
+  const std::string offset = std::to_string(b.size() - 10);
+  // SETRANGE in place: the value is still there, one byte different.
+  auto* r = static_cast<redisReply*>(redisCommand(c, "SETRANGE %s %s %b", rk.c_str(),
+                                                  offset.c_str(), "\x5a", size_t{1}));
+  ASSERT_NE(r, nullptr);
+  freeReplyObject(r);
+  absl::StatusOr<KvBlock> got = tier->Get(b.key(), Soon());
+  EXPECT_EQ(MissReasonOf(got.status()), MissReason::kChecksum);
+  r = static_cast<redisReply*>(redisCommand(c, "EXISTS %s", rk.c_str()));
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(r->integer, 0) << "the corrupt block must be deleted";
+  freeReplyObject(r);
+  redisFree(c);
+  EXPECT_EQ(Sample(registry_, "tandem_kv_misses_total{reason=\"checksum\",tier=\"redis\"}"), 1);
+}
+
+TEST_F(RedisTierTest, WrongPasswordIsUnavailableNotAHang) {
+  RedisServer secured("right");
+  ASSERT_OK(secured.Start());
+  const std::string url = absl::StrCat("redis://:wrong@127.0.0.1:", secured.port());
+  ASSERT_OK_AND_ASSIGN(auto tier, RedisTier::Create(FastOptions(url), TestFormat(), nullptr));
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
+  EXPECT_THAT(tier->Get(b.key(), Soon()), StatusIs(absl::StatusCode::kUnavailable));
+}
+
+TEST_F(RedisTierTest, KilledMidRequestsThenRestartedRecoversByItself) {
+  RedisTierOptions o = FastOptions(server_.Url());
+  o.timeout = absl::Milliseconds(200);
+  ASSERT_OK_AND_ASSIGN(auto tier, RedisTier::Create(o, TestFormat(), &registry_));
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
+  ASSERT_OK(tier->Put(b, Soon()));
+
+  // Four threads keep looking up while the server is killed.
+  std::atomic<bool> stop{false};
+  std::atomic<int> unavailable{0}, hits{0}, other{0};
+  std::atomic<int64_t> slowest_ms{0};
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        const absl::Time start = absl::Now();
+        absl::StatusOr<KvBlock> r = tier->Get(b.key(), start + absl::Seconds(1));
+        const int64_t ms = absl::ToInt64Milliseconds(absl::Now() - start);
+        int64_t prev = slowest_ms.load();
+        while (ms > prev && !slowest_ms.compare_exchange_weak(prev, ms)) {
+        }
+        if (r.ok()) {
+          ++hits;
+        } else if (auto reason = MissReasonOf(r.status());
+                   reason == MissReason::kTierUnavailable || reason == MissReason::kTimeout) {
+          ++unavailable;
+        } else if (!absl::IsNotFound(r.status())) {  // not_found: restarted empty
+          ++other;
+        }
+      }
+    });
+  }
+  auto wait_for = [](const std::function<bool()>& cond, absl::Duration d) {
+    const absl::Time deadline = absl::Now() + d;
+    while (!cond()) {
+      if (absl::Now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
+  };
+  ASSERT_TRUE(wait_for([&] { return hits > 0; }, absl::Seconds(10)));
+  server_.Kill();
+  EXPECT_TRUE(wait_for([&] { return unavailable > 0; }, absl::Seconds(5)));
+  EXPECT_TRUE(wait_for([&] { return tier->BreakerOpen(); }, absl::Seconds(5)));
+  ASSERT_OK(server_.Restart());  // empty again: no persistence
+  ASSERT_TRUE(wait_for([&] { return tier->Put(b, Soon()).ok(); }, absl::Seconds(10)))
+      << "the tier did not come back by itself";
+  const int hits_before = hits;
+  EXPECT_TRUE(wait_for([&] { return hits > hits_before; }, absl::Seconds(10)));
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(other, 0);
+  EXPECT_FALSE(tier->BreakerOpen());
+  // Each look-up ended within its deadline (1 s) plus scheduling slack: nothing hung.
+  EXPECT_LT(slowest_ms, 3000);
+  EXPECT_GT(Sample(registry_, "tandem_kv_misses_total{reason=\"tier_unavailable\",tier=\"redis\"}"),
+            0);
+}
+
+}  // namespace
+}  // namespace tandem::kv::testing
