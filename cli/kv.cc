@@ -165,7 +165,9 @@ absl::Status RunKv(const std::vector<std::string>& args) {
   if (sub == "clear") {
     for (KvTier* tier : t.all()) {
       const int64_t before = tier->Stats().entries;
-      TANDEM_RETURN_IF_ERROR(tier->Clear());
+      // The disk tier also drops its format record, so that the directory can be reused by any
+      // model (the remedy RocksDbTier::Open suggests on a format mismatch).
+      TANDEM_RETURN_IF_ERROR(tier == t.disk.get() ? t.disk->ClearAll() : tier->Clear());
       std::printf("%s: cleared (%lld entries before)\n", std::string(tier->Name()).c_str(),
                   static_cast<long long>(before));
     }

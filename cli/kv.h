@@ -7,7 +7,8 @@
 //   tandem kv lookup <hex>     which tiers hold the key; its header (tokens, positions, format)
 //   tandem kv verify           reads every block and checks header, key chain and checksum;
 //                              DataLoss (exit 1) when any block is bad, naming it
-//   tandem kv clear            removes every block from the configured tiers
+//   tandem kv clear            removes every block from the configured tiers, and the disk tier's
+//                              format record (so another model may use the directory)
 // Wiring only: the work is in kv_store/.
 #pragma once
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/little_endian.h"
 #include "common/status.h"
 
 namespace tandem {
@@ -13,17 +14,13 @@ namespace {
 
 constexpr std::string_view kRootTag = "tandem-kv-v1";
 
-void PutU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
+void PutU32(std::string* out, uint32_t v) { AppendLe<uint32_t>(out, v); }
 
-uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
+uint32_t GetU32(const char* p) { return LoadLe<uint32_t>(reinterpret_cast<const uint8_t*>(p), 0); }
 
-std::optional<DType> DTypeFromKvCode(int code) {
+}  // namespace
+
+std::optional<DType> DTypeFromKvCode(uint8_t code) {
   switch (code) {
     case 0:
       return DType::kF32;
@@ -35,8 +32,6 @@ std::optional<DType> DTypeFromKvCode(int code) {
       return std::nullopt;
   }
 }
-
-}  // namespace
 
 std::string BlockKey::Hex() const { return HexEncode(absl::MakeConstSpan(bytes)); }
 
@@ -79,6 +74,11 @@ absl::Status KvFormat::Validate() const {
   if (layout == KvLayout::kLatent && latent_rank <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("kv format: latent_rank ", latent_rank, " must be > 0 for layout latent"));
+  }
+  // The §5.1 header holds the rank in a u16.
+  if (latent_rank > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv format: latent_rank ", latent_rank, " is outside 1..65535"));
   }
   return absl::OkStatus();
 }

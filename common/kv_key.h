@@ -14,6 +14,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -46,6 +47,9 @@ std::string_view KvLayoutName(KvLayout layout);  // "gqa" | "latent"
 
 // §5.1 dtype codes (0 f32, 1 f16, 2 bf16); nullopt-like -1 for dtypes KV cannot use.
 int KvDTypeCode(DType dtype);
+// Inverse of KvDTypeCode: nullopt for a code that is not one of the above (never a default dtype,
+// so a header with a reserved code fails validation instead of being read as something else).
+std::optional<DType> DTypeFromKvCode(uint8_t code);
 
 struct KvFormat {
   std::array<uint8_t, 32> model{};       // format::ModelFingerprint(gguf).bytes
@@ -57,7 +61,7 @@ struct KvFormat {
   std::string ns;  // tenant namespace, "" by default
 
   // InvalidArgument naming the field: dtype not f32/f16/bf16, block_tokens outside 1..65535,
-  // latent fields inconsistent with the layout.
+  // latent_rank outside 1..65535 for layout latent, latent fields inconsistent with the layout.
   absl::Status Validate() const;
 
   // The canonical encoding hashed by Root(), also stored as the `_tandem/format` record:

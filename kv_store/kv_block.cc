@@ -7,6 +7,7 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "common/hash.h"
+#include "common/little_endian.h"
 #include "common/status.h"
 
 namespace tandem::kv {
@@ -16,32 +17,10 @@ constexpr char kMagic[4] = {'T', 'K', 'V', 'B'};
 constexpr std::string_view kReasonPayloadUrl = "type.tandem/kv.MissReason";
 constexpr uint64_t AlignUp(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
 
-template <typename T>
-void Store(uint8_t* base, size_t off, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) base[off + i] = static_cast<uint8_t>(
-      static_cast<uint64_t>(v) >> (8 * i));
-}
-template <typename T>
-T Load(const uint8_t* base, size_t off) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<uint64_t>(base[off + i]) << (8 * i);
-  return static_cast<T>(v);
-}
-
+// Bytes per element of a §5.1 dtype code; 0 for a code this build does not know.
 int64_t DTypeBytesOfCode(uint8_t code) {
-  switch (code) {
-    case 0:
-      return 4;
-    case 1:
-    case 2:
-      return 2;
-    default:
-      return 0;
-  }
-}
-
-DType DTypeOfCode(uint8_t code) {
-  return code == 0 ? DType::kF32 : code == 1 ? DType::kF16 : DType::kBF16;
+  const std::optional<DType> dt = DTypeFromKvCode(code);
+  return dt ? DTypeBlockBytes(*dt) : 0;
 }
 
 absl::Status Fail(MissReason reason, std::string_view message) {
@@ -51,48 +30,48 @@ absl::Status Fail(MissReason reason, std::string_view message) {
 void EncodeHeader(const BlockHeader& h, uint8_t* p) {
   std::memset(p, 0, kHeaderBytes);
   std::memcpy(p, kMagic, 4);
-  Store<uint16_t>(p, 4, h.format_version);
-  Store<uint16_t>(p, 6, kHeaderBytes);
+  StoreLe<uint16_t>(p, 4, h.format_version);
+  StoreLe<uint16_t>(p, 6, kHeaderBytes);
   std::memcpy(p + 8, h.block_key.bytes.data(), 32);
   std::memcpy(p + 40, h.parent_key.bytes.data(), 32);
   std::memcpy(p + 72, h.model.data(), 32);
   std::memcpy(p + 104, h.projection.data(), 32);
   p[136] = h.layout;
   p[137] = h.dtype;
-  Store<uint16_t>(p, 138, h.flags);
-  Store<uint16_t>(p, 140, h.num_layers);
-  Store<uint16_t>(p, 142, h.num_kv_heads);
-  Store<uint16_t>(p, 144, h.head_dim_or_rank);
-  Store<uint16_t>(p, 146, h.block_tokens);
-  Store<uint16_t>(p, 148, h.num_tokens);
-  Store<int32_t>(p, 152, h.pos_begin);
-  Store<uint64_t>(p, 160, h.tokens_offset);
-  Store<uint64_t>(p, 168, h.payload_offset);
-  Store<uint64_t>(p, 176, h.payload_bytes);
-  Store<uint64_t>(p, 184, h.payload_checksum);
-  Store<uint64_t>(p, 248, Xxh3_64(p, 248));
+  StoreLe<uint16_t>(p, 138, h.flags);
+  StoreLe<uint16_t>(p, 140, h.num_layers);
+  StoreLe<uint16_t>(p, 142, h.num_kv_heads);
+  StoreLe<uint16_t>(p, 144, h.head_dim_or_rank);
+  StoreLe<uint16_t>(p, 146, h.block_tokens);
+  StoreLe<uint16_t>(p, 148, h.num_tokens);
+  StoreLe<int32_t>(p, 152, h.pos_begin);
+  StoreLe<uint64_t>(p, 160, h.tokens_offset);
+  StoreLe<uint64_t>(p, 168, h.payload_offset);
+  StoreLe<uint64_t>(p, 176, h.payload_bytes);
+  StoreLe<uint64_t>(p, 184, h.payload_checksum);
+  StoreLe<uint64_t>(p, 248, Xxh3_64(p, 248));
 }
 
 BlockHeader DecodeHeader(const uint8_t* p) {
   BlockHeader h;
-  h.format_version = Load<uint16_t>(p, 4);
+  h.format_version = LoadLe<uint16_t>(p, 4);
   std::memcpy(h.block_key.bytes.data(), p + 8, 32);
   std::memcpy(h.parent_key.bytes.data(), p + 40, 32);
   std::memcpy(h.model.data(), p + 72, 32);
   std::memcpy(h.projection.data(), p + 104, 32);
   h.layout = p[136];
   h.dtype = p[137];
-  h.flags = Load<uint16_t>(p, 138);
-  h.num_layers = Load<uint16_t>(p, 140);
-  h.num_kv_heads = Load<uint16_t>(p, 142);
-  h.head_dim_or_rank = Load<uint16_t>(p, 144);
-  h.block_tokens = Load<uint16_t>(p, 146);
-  h.num_tokens = Load<uint16_t>(p, 148);
-  h.pos_begin = Load<int32_t>(p, 152);
-  h.tokens_offset = Load<uint64_t>(p, 160);
-  h.payload_offset = Load<uint64_t>(p, 168);
-  h.payload_bytes = Load<uint64_t>(p, 176);
-  h.payload_checksum = Load<uint64_t>(p, 184);
+  h.flags = LoadLe<uint16_t>(p, 138);
+  h.num_layers = LoadLe<uint16_t>(p, 140);
+  h.num_kv_heads = LoadLe<uint16_t>(p, 142);
+  h.head_dim_or_rank = LoadLe<uint16_t>(p, 144);
+  h.block_tokens = LoadLe<uint16_t>(p, 146);
+  h.num_tokens = LoadLe<uint16_t>(p, 148);
+  h.pos_begin = LoadLe<int32_t>(p, 152);
+  h.tokens_offset = LoadLe<uint64_t>(p, 160);
+  h.payload_offset = LoadLe<uint64_t>(p, 168);
+  h.payload_bytes = LoadLe<uint64_t>(p, 176);
+  h.payload_checksum = LoadLe<uint64_t>(p, 184);
   return h;
 }
 
@@ -217,6 +196,14 @@ absl::StatusOr<KvBlock> KvBlock::Build(const KvFormat& f, const BlockKey& parent
       }
     }
   }
+  // The header holds these in u16 fields; a wider tensor would be copied in full behind a header
+  // that describes fewer bytes.
+  for (int d = 1; d < want_ndim; ++d) {
+    if (t0.shape[d] < 1 || t0.shape[d] > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("kv block: tensor dimension ", d, " is ",
+                                                     t0.shape[d], ", outside 1..65535"));
+    }
+  }
   if (!gqa && t0.shape[1] != f.latent_rank) {
     return absl::InvalidArgumentError(absl::StrCat("kv block: latent width ", t0.shape[1],
                                                    ", format rank ", f.latent_rank));
@@ -244,7 +231,7 @@ absl::StatusOr<KvBlock> KvBlock::Build(const KvFormat& f, const BlockKey& parent
   auto bytes = std::make_shared<Bytes>(h.payload_offset + h.payload_bytes);
   uint8_t* p = bytes->data();
   for (size_t i = 0; i < tokens.size(); ++i) {
-    Store<uint32_t>(p, kHeaderBytes + 4 * i, static_cast<uint32_t>(tokens[i]));
+    StoreLe<uint32_t>(p, kHeaderBytes + 4 * i, static_cast<uint32_t>(tokens[i]));
   }
   for (size_t l = 0; l < k.size(); ++l) {
     CopyRows(k[l], p + h.payload_offset + tensor * 2 * l);
@@ -278,16 +265,16 @@ absl::StatusOr<KvBlock> KvBlock::ParseImpl(std::shared_ptr<const Bytes> bytes,
                              " bytes: no TKVB magic or shorter than the header"));
   }
   const uint8_t* p = bytes->data();
-  const uint16_t version = Load<uint16_t>(p, 4);
+  const uint16_t version = LoadLe<uint16_t>(p, 4);
   if (version != kFormatVersion) {
     return Fail(MissReason::kVersion, absl::StrCat("kv block format version ", version,
                                                    ", this build reads ", kFormatVersion));
   }
-  if (Load<uint64_t>(p, 248) != Xxh3_64(p, 248)) {
+  if (LoadLe<uint64_t>(p, 248) != Xxh3_64(p, 248)) {
     return Fail(MissReason::kChecksum, "kv block header checksum mismatch");
   }
   const BlockHeader h = DecodeHeader(p);
-  if (Load<uint16_t>(p, 6) != kHeaderBytes || DTypeBytesOfCode(h.dtype) == 0 || h.layout > 1) {
+  if (LoadLe<uint16_t>(p, 6) != kHeaderBytes || DTypeBytesOfCode(h.dtype) == 0 || h.layout > 1) {
     return Fail(MissReason::kHeader, "kv block header: bad header_bytes, dtype or layout code");
   }
   if (expected != nullptr) {
@@ -296,19 +283,25 @@ absl::StatusOr<KvBlock> KvBlock::ParseImpl(std::shared_ptr<const Bytes> bytes,
     seen.layout = static_cast<KvLayout>(h.layout);
     seen.latent_rank = h.layout == 1 ? h.head_dim_or_rank : expected->latent_rank;
     seen.projection = h.projection;
-    seen.dtype = DTypeOfCode(h.dtype);
+    seen.dtype = *DTypeFromKvCode(h.dtype);  // known: checked above
     seen.block_tokens = h.block_tokens;
     seen.ns = expected->ns;
     if (const std::string diff = seen.Diff(*expected); !diff.empty()) {
       return Fail(MissReason::kFormatMismatch, absl::StrCat("kv block of another format: ", diff));
     }
   }
+  // Every factor comes from the (attacker-controllable) header: multiply with overflow checks, so
+  // that a wrapped product can never pass the size comparison.
   const uint64_t tensor = AlignUp(static_cast<uint64_t>(KvTensorBytes(h)));
-  if (h.num_tokens == 0 || h.num_tokens > h.block_tokens || h.num_layers == 0 ||
+  uint64_t payload = 0;
+  uint64_t total = 0;
+  const bool overflow = __builtin_mul_overflow(tensor, uint64_t{2} * h.num_layers, &payload) ||
+                        __builtin_add_overflow(h.payload_offset, h.payload_bytes, &total);
+  if (overflow || h.num_tokens == 0 || h.num_tokens > h.block_tokens || h.num_layers == 0 ||
+      (h.layout == 0 && h.num_kv_heads == 0) || h.head_dim_or_rank == 0 ||
       h.tokens_offset != kHeaderBytes ||
       h.payload_offset != AlignUp(kHeaderBytes + 4 * uint64_t{h.num_tokens}) ||
-      h.payload_bytes != tensor * 2 * h.num_layers ||
-      h.payload_offset + h.payload_bytes != bytes->size()) {
+      h.payload_bytes != payload || total != bytes->size()) {
     return Fail(MissReason::kHeader,
                 absl::StrCat("kv block sizes do not add up: ", h.num_tokens, " tokens, ",
                              h.num_layers, " layers, payload ", h.payload_bytes, " at ",
@@ -337,10 +330,12 @@ absl::Span<const KvTokenId> KvBlock::tokens() const {
 }
 
 TensorView KvBlock::Tensor(int layer, int which) const {
+  TANDEM_CHECK(bytes_ != nullptr && layer >= 0 && layer < header_.num_layers)
+      << "kv block: layer " << layer << " of a block with " << header_.num_layers << " layers";
   const uint64_t tensor = AlignUp(static_cast<uint64_t>(KvTensorBytes(header_)));
   auto* data = const_cast<uint8_t*>(bytes_->data()) + header_.payload_offset +
                tensor * (2 * static_cast<uint64_t>(layer) + which);
-  const DType dt = DTypeOfCode(header_.dtype);
+  const DType dt = *DTypeFromKvCode(header_.dtype);  // validated by Build/Parse
   if (header_.layout == 0) {
     return TensorView::Contiguous(data, dt,
                                   {header_.num_tokens, header_.num_kv_heads,
@@ -358,7 +353,7 @@ KvFormat KvBlock::format() const {
   f.layout = static_cast<KvLayout>(header_.layout);
   f.latent_rank = header_.layout == 1 ? header_.head_dim_or_rank : 0;
   f.projection = header_.projection;
-  f.dtype = DTypeOfCode(header_.dtype);
+  f.dtype = DTypeFromKvCode(header_.dtype).value_or(DType::kF16);
   f.block_tokens = header_.block_tokens;
   return f;
 }

@@ -30,6 +30,19 @@ absl::Status MemoryTier::DoPut(const KvBlock& block, absl::Time) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);  // same key = same bytes: keep it
       return absl::OkStatus();
     }
+    // Only unpinned blocks can go: if even all of them would not make room, fail before evicting
+    // anything, so a put that cannot land does not empty the tier.
+    int64_t pinned = 0;
+    if (used_ + size > capacity_) {
+      for (const auto& [k, e] : entries_) {
+        if (e.pins > 0) pinned += static_cast<int64_t>(e.block.size());
+      }
+    }
+    if (used_ + size > capacity_ && pinned + size > capacity_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "memory tier: ", size, " bytes do not fit; ", pinned, " of ", capacity_,
+          " bytes are pinned"));
+    }
     // Evict from the cold end, skipping pinned blocks, until the new block fits.
     auto victim = lru_.end();
     while (used_ + size > capacity_ && victim != lru_.begin()) {
@@ -40,15 +53,6 @@ absl::Status MemoryTier::DoPut(const KvBlock& block, absl::Time) {
       evicted.push_back(*victim);
       entries_.erase(e);
       victim = lru_.erase(victim);
-    }
-    if (used_ + size > capacity_) {
-      evictions_ += static_cast<int64_t>(evicted.size());
-      metrics().Evicted(static_cast<int64_t>(evicted.size()));
-      metrics().SetUsed(used_);
-      for (const BlockKey& k : evicted) NotifyEvicted(k);
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "memory tier: ", size, " bytes do not fit; ", used_, " of ", capacity_,
-          " bytes are pinned"));
     }
     lru_.push_front(block.key());
     entries_[block.key()] = Entry{block, 0, lru_.begin()};

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <glog/logging.h>
 
@@ -34,6 +35,16 @@ absl::Status ContextError(const redisContext* c, int saved_errno, std::string_vi
     return MissStatus(absl::StatusCode::kDeadlineExceeded, MissReason::kTimeout, msg);
   }
   return MissStatus(absl::StatusCode::kUnavailable, MissReason::kTierUnavailable, msg);
+}
+
+// `s` with Redis glob metacharacters escaped, so that a namespace is matched literally.
+std::string GlobEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
 }
 
 }  // namespace
@@ -102,6 +113,7 @@ RedisTier::RedisTier(const RedisTierOptions& options, RedisAddress address, cons
       options_(options),
       address_(std::move(address)),
       prefix_(absl::StrCat("tandem:", format.ns, ":kv:")),
+      format_key_(absl::StrCat("tandem:", format.ns, ":format:", format.Root().Hex())),
       backoff_(options.breaker_base) {
   this->metrics().SetCapacity(0);
 }
@@ -113,6 +125,29 @@ RedisTier::~RedisTier() {
 
 std::string RedisTier::RedisKey(const BlockKey& key) const { return prefix_ + key.Hex(); }
 
+absl::Status RedisTier::EnsureFormatRecord(absl::Time deadline) {
+  if (format_recorded_.load(std::memory_order_acquire)) return absl::OkStatus();
+  const std::string encoded = format().Encode();
+  std::optional<std::string> stored;
+  TANDEM_RETURN_IF_ERROR(Command({"GET", format_key_}, deadline, [&](void* p) -> absl::Status {
+    auto* r = static_cast<redisReply*>(p);
+    if (r->type == REDIS_REPLY_STRING) stored.emplace(r->str, r->len);
+    return absl::OkStatus();
+  }));
+  if (!stored) {
+    // NX: of two nodes writing at once, the first record stays; both hold the same bytes anyway.
+    TANDEM_RETURN_IF_ERROR(Command({"SET", format_key_, encoded, "NX"}, deadline,
+                                   [](void*) { return absl::OkStatus(); }));
+  } else if (*stored != encoded) {
+    absl::StatusOr<KvFormat> f = KvFormat::Decode(*stored);
+    const std::string why = f.ok() ? f->Diff(format()) : std::string(SV(f.status().message()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "redis key ", format_key_, " holds another format: ", why.empty() ? "bytes differ" : why));
+  }
+  format_recorded_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
 bool RedisTier::BreakerOpen() const {
   absl::MutexLock lock(&breaker_mu_);
   return failed_;
@@ -120,7 +155,11 @@ bool RedisTier::BreakerOpen() const {
 
 void RedisTier::OnSuccess() {
   absl::MutexLock lock(&breaker_mu_);
-  if (failed_) LOG(INFO) << "redis tier " << address_.host << ":" << address_.port << " is back";
+  if (failed_) {
+    LOG(INFO) << "redis tier " << address_.host << ":" << address_.port << " is back";
+    // It may have come back empty: write the format record again with the next put.
+    format_recorded_.store(false, std::memory_order_release);
+  }
   failed_ = false;
   probing_ = false;
   backoff_ = options_.breaker_base;
@@ -317,6 +356,7 @@ absl::Status RedisTier::PutRawForTesting(const BlockKey& key, std::string_view b
 }
 
 absl::Status RedisTier::DoPut(const KvBlock& block, absl::Time deadline) {
+  TANDEM_RETURN_IF_ERROR(EnsureFormatRecord(deadline));
   const auto b = block.bytes();
   const std::string_view value(reinterpret_cast<const char*>(b.data()), b.size());
   const std::string rk = RedisKey(block.key());
@@ -368,20 +408,19 @@ TierStats RedisTier::Stats() const {
     return absl::OkStatus();
   });
   if (!st.ok()) s.available = false;
-  (void)self->Command({"DBSIZE"}, absl::Now() + options_.timeout, [&](void* p) {
-    s.entries = static_cast<redisReply*>(p)->integer;
-    return absl::OkStatus();
-  });
+  if (st.ok()) {
+    int64_t n = 0;
+    if (self->ScanKeys([&](const std::string&) { ++n; }).ok()) s.entries = n;
+  }
   self->metrics().SetUsed(s.used_bytes);
   return s;
 }
 
-absl::Status RedisTier::ForEachKey(const std::function<void(const BlockKey&, int64_t)>& fn) {
+absl::Status RedisTier::ScanKeys(const std::function<void(const std::string&)>& fn) {
   std::string cursor = "0";
-  const std::string pattern = prefix_ + "*";
+  const std::string pattern = GlobEscape(prefix_) + "*";
   const absl::Duration op = std::max(options_.timeout, absl::Seconds(2));
   do {
-    std::vector<std::string> keys;
     TANDEM_RETURN_IF_ERROR(Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"},
                                    absl::Now() + op, [&](void* p) -> absl::Status {
       auto* r = static_cast<redisReply*>(p);
@@ -390,21 +429,28 @@ absl::Status RedisTier::ForEachKey(const std::function<void(const BlockKey&, int
       }
       cursor.assign(r->element[0]->str, r->element[0]->len);
       for (size_t i = 0; i < r->element[1]->elements; ++i) {
-        keys.emplace_back(r->element[1]->element[i]->str, r->element[1]->element[i]->len);
+        fn(std::string(r->element[1]->element[i]->str, r->element[1]->element[i]->len));
       }
       return absl::OkStatus();
     }));
-    for (const std::string& k : keys) {
-      absl::StatusOr<BlockKey> key = BlockKey::FromHex(std::string_view(k).substr(prefix_.size()));
-      if (!key.ok()) continue;
-      int64_t len = 0;
-      TANDEM_RETURN_IF_ERROR(Command({"STRLEN", k}, absl::Now() + op, [&](void* p) {
-        len = static_cast<redisReply*>(p)->integer;
-        return absl::OkStatus();
-      }));
-      fn(*key, len);
-    }
   } while (cursor != "0");
+  return absl::OkStatus();
+}
+
+absl::Status RedisTier::ForEachKey(const std::function<void(const BlockKey&, int64_t)>& fn) {
+  std::vector<std::string> keys;
+  TANDEM_RETURN_IF_ERROR(ScanKeys([&](const std::string& k) { keys.push_back(k); }));
+  const absl::Duration op = std::max(options_.timeout, absl::Seconds(2));
+  for (const std::string& k : keys) {
+    absl::StatusOr<BlockKey> key = BlockKey::FromHex(std::string_view(k).substr(prefix_.size()));
+    if (!key.ok()) continue;
+    int64_t len = 0;
+    TANDEM_RETURN_IF_ERROR(Command({"STRLEN", k}, absl::Now() + op, [&](void* p) {
+      len = static_cast<redisReply*>(p)->integer;
+      return absl::OkStatus();
+    }));
+    fn(*key, len);
+  }
   return absl::OkStatus();
 }
 

@@ -2,7 +2,11 @@
 //
 // RedisTier: the shared KV tier in a redis-server, through hiredis 0.14 (ARCHITECTURE.md §4.5,
 // §5.3, §9). Blocks are stored under `tandem:<ns>:kv:<hex key>` with a TTL; capacity is Redis's
-// job (`maxmemory-policy allkeys-lru`), so Stats() reports Redis's used memory and no budget.
+// job (`maxmemory-policy allkeys-lru`), so Stats() reports Redis's used memory and no budget, and
+// counts this namespace's keys with SCAN (linear in the database's size: for operators' tools).
+// Before its first put (and again after Redis comes back) the tier writes the KvFormat record
+// `tandem:<ns>:format:<hex root>`, or, when one is there, checks that it holds this format and
+// refuses to put (FailedPrecondition) if not.
 //
 // Failure model: every call is bounded by its deadline and by `timeout` (connect and command
 // timeouts are the smaller of the two). A connection error or timeout drops that connection and
@@ -61,6 +65,7 @@ class RedisTier final : public KvTier {
   absl::Status Clear() override;
 
   std::string RedisKey(const BlockKey& key) const;
+  const std::string& FormatKey() const { return format_key_; }
   absl::StatusOr<std::shared_ptr<const Bytes>> GetRaw(const BlockKey& key, absl::Time deadline);
   absl::Status PutRawForTesting(const BlockKey& key, std::string_view bytes);
   bool BreakerOpen() const;
@@ -84,10 +89,16 @@ class RedisTier final : public KvTier {
                        const std::function<absl::Status(void* reply)>& fn);
   void OnSuccess();
   void OnFailure();
+  // Writes or checks the format record once (see the file comment).
+  absl::Status EnsureFormatRecord(absl::Time deadline);
+  // Calls `fn` with every Redis key of this namespace's blocks (SCAN, ns matched literally).
+  absl::Status ScanKeys(const std::function<void(const std::string&)>& fn);
 
   const RedisTierOptions options_;
   const RedisAddress address_;
   const std::string prefix_;  // tandem:<ns>:kv:
+  const std::string format_key_;  // tandem:<ns>:format:<hex root>
+  std::atomic<bool> format_recorded_{false};
 
   mutable absl::Mutex pool_mu_;
   std::vector<std::unique_ptr<Conn>> idle_ ABSL_GUARDED_BY(pool_mu_);

@@ -82,6 +82,12 @@ rocksdb::WriteOptions CacheWrite() {
 absl::StatusOr<std::unique_ptr<RocksDbTier>> RocksDbTier::Open(const RocksDbTierOptions& options,
                                                                const KvFormat& format,
                                                                MetricsRegistry* metrics) {
+  return OpenImpl(options, format, metrics, /*write_format=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<RocksDbTier>> RocksDbTier::OpenImpl(
+    const RocksDbTierOptions& options, const KvFormat& format, MetricsRegistry* metrics,
+    bool write_format) {
   TANDEM_RETURN_IF_ERROR(format.Validate());
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, OpenDb(options.path));
   std::string stored;
@@ -97,8 +103,11 @@ absl::StatusOr<std::unique_ptr<RocksDbTier>> RocksDbTier::Open(const RocksDbTier
     if (const std::string diff = f->Diff(format); !diff.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("kv_disk_path '", options.path, "' holds KV of another format: ", diff,
-                       " (use another directory, or `tandem kv clear`)"));
+                       " (use another directory, or empty it with `tandem kv clear "
+                       "--kv_disk_path=", options.path, "`)"));
     }
+  } else if (s.IsNotFound() && !write_format) {
+    // An operator's tool on a cleared directory: keep it format-free for its next owner.
   } else if (s.IsNotFound()) {
     rocksdb::WriteOptions w;
     w.sync = true;
@@ -120,16 +129,21 @@ absl::StatusOr<std::unique_ptr<RocksDbTier>> RocksDbTier::OpenExisting(
                                             "' holds no RocksDB database"));
   }
   KvFormat format;
-  {
+  bool has_format = true;
+  {  // closed before the tier opens it again (RocksDB's lock)
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<rocksdb::DB> db, OpenDb(options.path));
     std::string stored;
-    TANDEM_RETURN_IF_ERROR(FromRocks(
+    rocksdb::Status s =
         db->Get(rocksdb::ReadOptions(), rocksdb::Slice(kFormatKey.data(), kFormatKey.size()),
-                &stored),
-        "read format record"));
-    TANDEM_ASSIGN_OR_RETURN(format, KvFormat::Decode(stored));
+                &stored);
+    if (s.IsNotFound()) {
+      has_format = false;  // cleared by ClearAll(): no blocks, and no format to keep
+    } else {
+      TANDEM_RETURN_IF_ERROR(FromRocks(s, "read format record"));
+      TANDEM_ASSIGN_OR_RETURN(format, KvFormat::Decode(stored));
+    }
   }
-  return Open(options, format, metrics);
+  return OpenImpl(options, format, metrics, /*write_format=*/has_format);
 }
 
 RocksDbTier::RocksDbTier(const RocksDbTierOptions& options, const KvFormat& format,
@@ -193,12 +207,22 @@ absl::StatusOr<std::shared_ptr<const Bytes>> RocksDbTier::GetRaw(const BlockKey&
 }
 
 absl::StatusOr<KvBlock> RocksDbTier::DoGet(const BlockKey& key, absl::Time) {
+  uint64_t puts_before;
+  {
+    absl::MutexLock lock(&mu_);
+    puts_before = put_events_;
+  }
   absl::StatusOr<std::shared_ptr<const Bytes>> raw = GetRaw(key);
   if (absl::IsNotFound(raw.status())) {
-    // An eviction racing a re-put of the same key can leave the index ahead of the DB.
+    // An eviction racing a re-put of the same key can leave the index ahead of the DB. A put in
+    // flight, or one that began or ended while we read, is the other way the index runs ahead (or
+    // was ahead when we read): its entry must stay, or the block lands unindexed (never evicted,
+    // outside the budget).
     absl::MutexLock lock(&mu_);
-    Forget(key);
-    metrics().SetUsed(used_);
+    if (put_events_ == puts_before && !pending_puts_.contains(key)) {
+      Forget(key);
+      metrics().SetUsed(used_);
+    }
   }
   TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<const Bytes> bytes, std::move(raw));
   {
@@ -222,11 +246,19 @@ absl::Status RocksDbTier::DoPut(const KvBlock& block, absl::Time) {
       Touch(block.key(), size);
       return absl::OkStatus();
     }
-    while (used_ + size > options_.capacity_bytes && !lru_.empty()) {
-      victims.push_back(lru_.back());
-      Forget(lru_.back());
+    // Never evict a block whose put is still in flight: its Delete could land before its Put.
+    auto pos = lru_.end();
+    while (used_ + size > options_.capacity_bytes && pos != lru_.begin()) {
+      --pos;
+      if (pending_puts_.contains(*pos)) continue;
+      const BlockKey victim = *pos;
+      pos = std::next(pos);  // Forget erases the node `victim` came from
+      victims.push_back(victim);
+      Forget(victim);
     }
     Touch(block.key(), size);
+    pending_puts_.insert(block.key());
+    ++put_events_;
     evictions_ += static_cast<int64_t>(victims.size());
     metrics().SetUsed(used_);
   }
@@ -239,8 +271,10 @@ absl::Status RocksDbTier::DoPut(const KvBlock& block, absl::Time) {
   const auto b = block.bytes();
   rocksdb::Status s = db_->Put(CacheWrite(), KeySlice(block.key()),
                                rocksdb::Slice(reinterpret_cast<const char*>(b.data()), b.size()));
+  absl::MutexLock lock(&mu_);
+  pending_puts_.erase(block.key());
+  ++put_events_;
   if (!s.ok()) {
-    absl::MutexLock lock(&mu_);
     Forget(block.key());
     metrics().SetUsed(used_);
     return FromRocks(s, "put");
@@ -301,6 +335,14 @@ absl::Status RocksDbTier::Clear() {
   }
   for (const BlockKey& k : keys) TANDEM_RETURN_IF_ERROR(Erase(k));
   return absl::OkStatus();
+}
+
+absl::Status RocksDbTier::ClearAll() {
+  TANDEM_RETURN_IF_ERROR(Clear());
+  rocksdb::WriteOptions w;
+  w.sync = true;
+  return FromRocks(db_->Delete(w, rocksdb::Slice(kFormatKey.data(), kFormatKey.size())),
+                   "delete format record");
 }
 
 }  // namespace tandem::kv

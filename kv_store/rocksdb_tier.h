@@ -19,6 +19,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "kv_store/kv_tier.h"
 
 namespace rocksdb {
@@ -39,7 +40,8 @@ class RocksDbTier final : public KvTier {
   static absl::StatusOr<std::unique_ptr<RocksDbTier>> Open(const RocksDbTierOptions& options,
                                                            const KvFormat& format,
                                                            MetricsRegistry* metrics);
-  // For operators' tools: opens with whatever format the `_tandem/format` record holds.
+  // For operators' tools: opens with whatever format the `_tandem/format` record holds; without a
+  // record (after ClearAll) with a default format, and writes none.
   static absl::StatusOr<std::unique_ptr<RocksDbTier>> OpenExisting(
       const RocksDbTierOptions& options, MetricsRegistry* metrics);
   ~RocksDbTier() override;
@@ -50,6 +52,10 @@ class RocksDbTier final : public KvTier {
   TierStats Stats() const override;
   absl::Status ForEachKey(const std::function<void(const BlockKey&, int64_t)>& fn) override;
   absl::Status Clear() override;
+  // Clear() and the `_tandem/format` record, so that the directory can be reopened with any
+  // format (`tandem kv clear`, the remedy Open() suggests on a format mismatch). This tier keeps
+  // its format until it is closed.
+  absl::Status ClearAll();
 
   // The stored bytes of `key` without validation (`tandem kv verify` parses them itself).
   absl::StatusOr<std::shared_ptr<const Bytes>> GetRaw(const BlockKey& key);
@@ -63,6 +69,10 @@ class RocksDbTier final : public KvTier {
  private:
   RocksDbTier(const RocksDbTierOptions& options, const KvFormat& format, MetricsRegistry* metrics,
               std::unique_ptr<rocksdb::DB> db);
+  static absl::StatusOr<std::unique_ptr<RocksDbTier>> OpenImpl(const RocksDbTierOptions& options,
+                                                               const KvFormat& format,
+                                                               MetricsRegistry* metrics,
+                                                               bool write_format);
   absl::Status LoadIndex();
   void Touch(const BlockKey& key, int64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Forget(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -78,6 +88,11 @@ class RocksDbTier final : public KvTier {
   std::list<BlockKey> lru_ ABSL_GUARDED_BY(mu_);
   int64_t used_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t evictions_ ABSL_GUARDED_BY(mu_) = 0;
+  // Keys indexed by DoPut whose db_->Put has not returned yet.
+  absl::flat_hash_set<BlockKey> pending_puts_ ABSL_GUARDED_BY(mu_);
+  // Counts starts and ends of the puts that indexed a new key; DoGet drops an entry only if none
+  // happened while it read.
+  uint64_t put_events_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tandem::kv

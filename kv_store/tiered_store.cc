@@ -181,7 +181,10 @@ std::vector<Lookup> TieredKvStore::GetMany(absl::Span<const BlockKey> keys, absl
         // Promote into every tier above: memory now, the rest through write-behind.
         for (size_t up = 0; up < t; ++up) {
           if (writers_[up] == nullptr) {
-            (void)tiers_[up]->Put(*r.block, deadline);
+            // The router's index learns of the copy the same way as of a PutAsync.
+            if (tiers_[up]->Put(*r.block, deadline).ok()) {
+              events_.Add(KvEvent::Kind::kStored, tiers_[up]->id(), r.block->key());
+            }
           } else {
             writers_[up]->Push(*r.block);
           }

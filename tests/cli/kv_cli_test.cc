@@ -80,6 +80,25 @@ TEST(KvCli, StatsListLookupVerifyClear) {
   EXPECT_EQ(r.out.find(first_key), std::string::npos) << r.out;
 }
 
+TEST(KvCli, ClearIsTheRemedyForAFormatMismatch) {
+  const std::string dir = ::testing::TempDir() + "/kv_cli_db_format";
+  std::filesystem::remove_all(dir);
+  {
+    auto tier = RocksDbTier::Open({.path = dir}, testing::TestFormat(16), nullptr);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+  }
+  auto other = RocksDbTier::Open({.path = dir}, testing::TestFormat(32), nullptr);
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(std::string(other.status().message()).find("tandem kv clear"), std::string::npos)
+      << other.status();
+  RunResult r = RunTandem("kv clear --kv_disk_path=" + dir);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  r = RunTandem("kv stats --kv_disk_path=" + dir);  // a cleared directory is still readable
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  other = RocksDbTier::Open({.path = dir}, testing::TestFormat(32), nullptr);
+  EXPECT_TRUE(other.ok()) << other.status();
+}
+
 TEST(KvCli, BadInvocationsAreNamed) {
   RunResult r = RunTandem("kv stats");
   EXPECT_EQ(r.exit_code, 2) << r.out;

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "common/hash.h"
+#include "common/little_endian.h"
 #include "common/status.h"
 #include "gtest/gtest.h"
 #include "tests/kv_store/test_blocks.h"
@@ -19,6 +21,17 @@ std::shared_ptr<const Bytes> Mutated(const KvBlock& b, size_t offset, uint8_t xo
   auto copy = Bytes::Copy(std::string_view(reinterpret_cast<const char*>(b.bytes().data()),
                                            b.bytes().size()));
   copy->data()[offset] ^= xor_mask;
+  return copy;
+}
+
+// A copy of `b` with the little-endian field of type T at `offset` set to `value` and the header
+// checksum (XXH3 of bytes [0, 248)) recomputed, so that only the field checks can reject it.
+template <typename T>
+std::shared_ptr<const Bytes> Resealed(const KvBlock& b, size_t offset, T value) {
+  auto copy = Bytes::Copy(std::string_view(reinterpret_cast<const char*>(b.bytes().data()),
+                                           b.bytes().size()));
+  StoreLe<T>(copy->data(), offset, value);
+  StoreLe<uint64_t>(copy->data(), 248, Xxh3_64(copy->data(), 248));
   return copy;
 }
 
@@ -152,6 +165,94 @@ TEST(KvBlockTest, EachValidationFailureHasItsReason) {
   EXPECT_OK(KvBlock::ParseAnyFormat(b.shared_bytes(), key));
   EXPECT_EQ(ReasonOf(KvBlock::ParseAnyFormat(Mutated(b, b.size() - 1, 1), key)),
             MissReason::kChecksum);
+}
+
+TEST(KvBlockTest, BuildRejectsDimensionsTheHeaderCannotHold) {
+  const KvFormat f = TestFormat();
+  const std::vector<KvTokenId> tokens = {1};
+  // One token of 65536 f16 values: a u16 head_dim would be written as 0 behind 128 KiB of data.
+  std::vector<uint16_t> data(65536);
+  const TensorView wide = TensorView::Contiguous(data.data(), DType::kF16, {1, 1, 65536});
+  EXPECT_THAT(KvBlock::Build(f, f.Root(), tokens, 0, {wide}, {wide}),
+              tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "outside 1..65535"));
+  const TensorView heads = TensorView::Contiguous(data.data(), DType::kF16, {1, 65536, 1});
+  EXPECT_THAT(KvBlock::Build(f, f.Root(), tokens, 0, {heads}, {heads}),
+              tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "outside 1..65535"));
+  KvFormat latent = f;
+  latent.layout = KvLayout::kLatent;
+  latent.latent_rank = 65536;
+  const TensorView rank = TensorView::Contiguous(data.data(), DType::kF16, {1, 65536});
+  EXPECT_THAT(KvBlock::Build(latent, latent.Root(), tokens, 0, {rank}, {rank}),
+              tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "latent_rank 65536"));
+}
+
+TEST(KvBlockTest, ResealedHeaderWithHostileSizesIsAHeaderMiss) {
+  const KvFormat f = TestFormat();
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(f, 1, 16));
+  struct Case {
+    const char* what;
+    size_t offset;
+    uint64_t value;
+    int bytes;
+  };
+  const Case cases[] = {
+      {"num_layers", 140, 65535, 2},   {"num_layers 0", 140, 0, 2},
+      {"num_kv_heads", 142, 65535, 2}, {"num_kv_heads 0", 142, 0, 2},
+      {"head_dim", 144, 65535, 2},     {"head_dim 0", 144, 0, 2},
+      {"num_tokens", 148, 17, 2},      {"payload_offset", 168, ~uint64_t{0} - 255, 8},
+      {"payload_bytes", 176, ~uint64_t{0}, 8},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto bytes = c.bytes == 2 ? Resealed<uint16_t>(b, c.offset, static_cast<uint16_t>(c.value))
+                              : Resealed<uint64_t>(b, c.offset, c.value);
+    EXPECT_EQ(ReasonOf(KvBlock::ParseAnyFormat(bytes, b.key())), MissReason::kHeader);
+  }
+}
+
+TEST(KvBlockTest, SizeProductThatWrapsIsAHeaderMiss) {
+  // 2 * num_layers * AlignUp(num_tokens * heads * head_dim * 4) is 2^64 + 844672 for these
+  // fields: a 64-bit product without an overflow check sees a payload of 844672 bytes, which this
+  // buffer holds, and the block would parse with layers far beyond its end. Every other field is
+  // consistent (key, payload checksum), so only the size check can stop it.
+  constexpr uint16_t kLayers = 65503, kTokens = 17099, kHeads = 58893, kHeadDim = 34957;
+  constexpr uint64_t kPayload = 844672;
+  const uint64_t payload_offset = (kHeaderBytes + 4 * uint64_t{kTokens} + 63) & ~uint64_t{63};
+  auto bytes = std::make_shared<Bytes>(payload_offset + kPayload);
+  uint8_t* p = bytes->data();
+  std::vector<KvTokenId> tokens(kTokens);
+  for (int i = 0; i < kTokens; ++i) {
+    tokens[i] = i;
+    StoreLe<uint32_t>(p, kHeaderBytes + 4 * i, static_cast<uint32_t>(i));
+  }
+  KvFormat f = TestFormat();
+  f.dtype = DType::kF32;
+  const BlockKey key = NextBlockKey(f.Root(), tokens);
+  std::memcpy(p, "TKVB", 4);
+  StoreLe<uint16_t>(p, 4, kFormatVersion);
+  StoreLe<uint16_t>(p, 6, kHeaderBytes);
+  std::memcpy(p + 8, key.bytes.data(), 32);
+  std::memcpy(p + 40, f.Root().bytes.data(), 32);
+  std::memcpy(p + 72, f.model.data(), 32);
+  p[136] = 0;  // gqa
+  p[137] = 0;  // f32
+  StoreLe<uint16_t>(p, 140, kLayers);
+  StoreLe<uint16_t>(p, 142, kHeads);
+  StoreLe<uint16_t>(p, 144, kHeadDim);
+  StoreLe<uint16_t>(p, 146, 65535);  // block_tokens
+  StoreLe<uint16_t>(p, 148, kTokens);
+  StoreLe<uint64_t>(p, 160, kHeaderBytes);
+  StoreLe<uint64_t>(p, 168, payload_offset);
+  StoreLe<uint64_t>(p, 176, kPayload);
+  StoreLe<uint64_t>(p, 184, Xxh3_64(p + kHeaderBytes, bytes->size() - kHeaderBytes));
+  StoreLe<uint64_t>(p, 248, Xxh3_64(p, 248));
+  EXPECT_EQ(ReasonOf(KvBlock::ParseAnyFormat(bytes, key)), MissReason::kHeader);
+}
+
+TEST(KvBlockTest, LayerOutOfRangeIsABugNotARead) {
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
+  EXPECT_DEATH(b.k(2), "layer 2");
+  EXPECT_DEATH(b.v(-1), "layer -1");
 }
 
 TEST(KvBlockTest, MissReasonPayloadSurvivesAnnotate) {

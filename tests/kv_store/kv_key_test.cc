@@ -85,6 +85,20 @@ TEST(KvKeyTest, ValidateRejectsBadFields) {
   f = KvFormat();
   f.block_tokens = 0;
   EXPECT_THAT(f.Validate(), testing::StatusIs(absl::StatusCode::kInvalidArgument, "block_tokens"));
+  f = KvFormat();  // the §5.1 header holds the rank in a u16
+  f.layout = KvLayout::kLatent;
+  f.latent_rank = 65536;
+  EXPECT_THAT(f.Validate(), testing::StatusIs(absl::StatusCode::kInvalidArgument, "latent_rank"));
+  f.latent_rank = 65535;
+  EXPECT_OK(f.Validate());
+}
+
+TEST(KvKeyTest, DTypeCodesRoundTripAndUnknownCodesAreNotADType) {
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) {
+    EXPECT_EQ(DTypeFromKvCode(static_cast<uint8_t>(KvDTypeCode(d))), d);
+  }
+  EXPECT_EQ(DTypeFromKvCode(3), std::nullopt);
+  EXPECT_EQ(DTypeFromKvCode(255), std::nullopt);
 }
 
 TEST(KvKeyTest, HexRoundTrip) {

@@ -60,6 +60,21 @@ TEST_F(TieredKvStoreTest, PutAsyncReachesEveryTierAndGetHitsMemoryFirst) {
   EXPECT_FALSE(events.truncated);
 }
 
+TEST_F(TieredKvStoreTest, PromotionIntoMemoryIsAStoredEvent) {
+  Open();
+  ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
+  ASSERT_OK(disk().Put(b, Soon()));  // behind the store's back: no event yet
+  ASSERT_TRUE(store_->events().Since(0).events.empty());
+  std::vector<Lookup> r = store_->GetMany({b.key()}, Soon());
+  ASSERT_TRUE(r[0].block.has_value());
+  EXPECT_EQ(r[0].tier, TierId::kRocksDb);
+  const KvEventLog::Batch events = store_->events().Since(0);
+  ASSERT_EQ(events.events.size(), 1u);
+  EXPECT_EQ(events.events[0].kind, KvEvent::Kind::kStored);
+  EXPECT_EQ(events.events[0].tier, TierId::kMemory);
+  EXPECT_EQ(events.events[0].key, b.key());
+}
+
 TEST_F(TieredKvStoreTest, LowerTierHitIsPromotedAndMissesCarryTheirReason) {
   Open();
   ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
