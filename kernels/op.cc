@@ -13,10 +13,23 @@ struct NameOf {
   std::string_view operator()(const KvWriteParams&) const { return "kv_write"; }
   std::string_view operator()(const PagedAttentionParams&) const { return "paged_attention"; }
   std::string_view operator()(const SampleParams&) const { return "sample"; }
+  std::string_view operator()(const AttentionPrefillParams&) const { return "attention_prefill"; }
 };
 
 }  // namespace
 
 std::string_view OpName(const OpCall& call) { return std::visit(NameOf{}, call); }
+
+std::string_view SparseMethodName(SparseMethod m) {
+  switch (m) {
+    case SparseMethod::kDense:
+      return "dense";
+    case SparseMethod::kSale:
+      return "sale";
+    case SparseMethod::kPowerAttention:
+      return "power";
+  }
+  return "unknown";
+}
 
 }  // namespace tandem::kernels

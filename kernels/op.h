@@ -97,6 +97,64 @@ struct PagedAttentionParams {
   float scale = 0.125f;   // 1/sqrt(head_dim) unless the model says otherwise
 };
 
+// Which prefill attention runs (../shared/papers.md §4 SALE, §5 PowerAttention). The sparse methods
+// keep the KV cache exact and complete; they only skip (q-block, kv-block) tiles of the score matrix.
+enum class SparseMethod : uint8_t { kDense, kSale, kPowerAttention };
+
+// The knobs of each method with their papers' defaults. Blocks are by position: query t is in query
+// block q_pos[t] / q_block, key j in key block kv_pos[j] / k_block.
+struct SparseConfig {
+  SparseMethod method = SparseMethod::kDense;
+  // SALE: Q and K (minus K's per-head mean over tokens) quantized to int4 with per-token scales;
+  // a key block is computed when some query row i of the block has a relative attention score
+  // exp(scale * s_hat_ij - m_i) / l_i > sale_threshold, where m_i, l_i are the exact softmax max and
+  // sum over the mandatory blocks (the sink and the local window). sale_threshold < 1e-5 is dense,
+  // as in the authors' kernel; the paper calibrates it per head starting from 0.008.
+  float sale_threshold = 0.008f;
+  int32_t sale_q_block = 64;
+  int32_t sale_k_block = 32;
+  int32_t sale_local_window = 128;  // tokens before the query block's start, always computed
+  int32_t sale_sink = 32;           // leading tokens always computed (the first key block)
+  // Contexts (n_kv) of at most this many tokens run dense (the authors fall back at q_len <= 1024).
+  int32_t sale_min_tokens = 1024;
+  // PowerAttention: query block i reads key block j <= i when i - j is 0 or a power of two, when
+  // j < power_sink_blocks, or when i - j < power_window_blocks.
+  int32_t power_block = 64;
+  int32_t power_window_blocks = 1;
+  int32_t power_sink_blocks = 1;
+};
+
+// "dense", "sale", "power".
+std::string_view SparseMethodName(SparseMethod m);
+
+// What one AttentionPrefill call computed, counted over (query head, q-block, kv-block) triples that
+// hold at least one causal (query, key) pair, at the method's block sizes (dense: 64 x 64).
+struct AttentionStats {
+  int64_t causal_blocks = 0;
+  int64_t computed_blocks = 0;
+  double density() const {
+    return causal_blocks > 0 ? static_cast<double>(computed_blocks) / causal_blocks : 1.0;
+  }
+};
+
+// Causal attention of n_q queries over n_kv contiguous keys and values, dense or block-sparse. Query
+// t attends key j iff kv_pos[j] <= q_pos[t] and the method keeps j's block for t's block; query head
+// h reads KV head h / (n_heads / n_kv_heads) (GQA). Over the kept keys K_t:
+// out[t, h, :] = sum_{j in K_t} softmax_j(scale * q[t, h, :] . k[j, g, :]) * v[j, g, :], fp32
+// softmax (a query with no kept key, impossible for the causal diagonal, writes zeros).
+// `stats`, when set, is overwritten (host memory).
+struct AttentionPrefillParams {
+  TensorView q;       // [n_q, n_heads, head_dim] f32, after RoPE
+  TensorView k;       // [n_kv, n_kv_heads, head_dim] f32, after RoPE
+  TensorView v;       // [n_kv, n_kv_heads, head_dim] f32
+  TensorView out;     // [n_q, n_heads, head_dim] f32, must not alias q, k, v
+  TensorView q_pos;   // [n_q] i32, >= 0
+  TensorView kv_pos;  // [n_kv] i32, >= 0
+  float scale = 0.125f;
+  SparseConfig sparse;
+  AttentionStats* stats = nullptr;
+};
+
 // How one row of logits becomes a token. temperature <= 0 means greedy (argmax, lowest id on ties).
 // Otherwise, in this order: logits / temperature; keep the top_k largest (top_k <= 0: all); softmax
 // over those; sort by probability, descending (lower id first on ties); keep the shortest prefix
@@ -127,7 +185,8 @@ struct SampleParams {
 };
 
 using OpCall = std::variant<MatMulParams, EmbeddingParams, RmsNormParams, RopeParams, SwiGluParams,
-                            SoftmaxParams, KvWriteParams, PagedAttentionParams, SampleParams>;
+                            SoftmaxParams, KvWriteParams, PagedAttentionParams, SampleParams,
+                            AttentionPrefillParams>;
 
 // "matmul", "embedding", ... : for messages, metrics and the harness's --ops filter.
 std::string_view OpName(const OpCall& call);

@@ -44,7 +44,8 @@ struct Geometry {
 };
 
 inline int32_t I32At(const TensorView& t, int64_t i, int64_t j = 0) {
-  return *reinterpret_cast<const int32_t*>(static_cast<const char*>(t.data) + i * t.stride_bytes[0] +
+  return *reinterpret_cast<const int32_t*>(static_cast<const char*>(t.data) +
+                                           i * t.stride_bytes[0] +
                                            j * (t.ndim > 1 ? t.stride_bytes[1] : 0));
 }
 
@@ -212,8 +213,8 @@ absl::Status RunPagedAttention(CpuContext& ctx, const PagedAttentionParams& p) {
     for (int64_t pg = 0; seq_max[s] >= 0 && pg <= seq_max[s] / page_tokens; ++pg) {
       const int32_t page = I32At(p.page_table, s, pg);
       if (page < 0 || page >= num_pages) {
-        return absl::InvalidArgumentError(absl::StrCat(AV(kOp), ": page_table[", s, ", ", pg, "]=",
-                                                       page, " not in [0, ", num_pages, ")"));
+        return absl::InvalidArgumentError(absl::StrCat(AV(kOp), ": page_table[", s, ", ", pg,
+                                                       "]=", page, " not in [0, ", num_pages, ")"));
       }
     }
   }
@@ -237,7 +238,8 @@ absl::Status RunPagedAttention(CpuContext& ctx, const PagedAttentionParams& p) {
         items.push_back({t, g, 0, len, -1});
         continue;
       }
-      for (int64_t b = 0; b < len; b += chunk) items.push_back({t, g, b, std::min(len, b + chunk), partials++});
+      for (int64_t b = 0; b < len; b += chunk)
+        items.push_back({t, g, b, std::min(len, b + chunk), partials++});
     }
   }
   const int64_t partial_floats = group * (hd + 2);
@@ -261,7 +263,8 @@ absl::Status RunPagedAttention(CpuContext& ctx, const PagedAttentionParams& p) {
     while (e < items.size() && items[e].t == items[i].t && items[e].g == items[i].g) ++e;
     for (int64_t h = 0; h < group; ++h) {
       float mx = -INFINITY;
-      for (size_t c = i; c < e; ++c) mx = std::max(mx, part[items[c].partial * partial_floats + h * (hd + 2)]);
+      for (size_t c = i; c < e; ++c)
+        mx = std::max(mx, part[items[c].partial * partial_floats + h * (hd + 2)]);
       float* out = cpu_ref::At<float>(p.out, items[i].t, items[i].g * group + h);
       std::fill(out, out + hd, 0.0f);
       double l = 0.0;

@@ -43,9 +43,11 @@ class CpuBackend final : public KernelBackend {
   absl::Status Synchronize() override { return absl::OkStatus(); }
 
   absl::StatusOr<void*> Allocate(int64_t bytes) override {
-    if (bytes < 0) return absl::InvalidArgumentError(absl::StrCat("cpu: Allocate(bytes=", bytes, ")"));
+    if (bytes < 0)
+      return absl::InvalidArgumentError(absl::StrCat("cpu: Allocate(bytes=", bytes, ")"));
     const int64_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-    void* p = std::aligned_alloc(kAlignment, static_cast<size_t>(rounded > 0 ? rounded : kAlignment));
+    void* p =
+        std::aligned_alloc(kAlignment, static_cast<size_t>(rounded > 0 ? rounded : kAlignment));
     if (p == nullptr) {
       return absl::ResourceExhaustedError(absl::StrCat("cpu: cannot allocate ", bytes, " bytes"));
     }
@@ -70,6 +72,9 @@ class CpuBackend final : public KernelBackend {
   absl::Status RunFast(const SwiGluParams& p) { return cpu::RunSwiGlu(ctx_, p); }
   absl::Status RunFast(const SoftmaxParams& p) { return cpu::RunSoftmax(ctx_, p); }
   absl::Status RunFast(const KvWriteParams& p) { return cpu::RunKvWrite(ctx_, p); }
+  absl::Status RunFast(const AttentionPrefillParams& p) {
+    return cpu::RunAttentionPrefill(ctx_, p);
+  }
   absl::Status RunFast(const EmbeddingParams&) { return Fallback(); }
   absl::Status RunFast(const SampleParams&) { return Fallback(); }
 

@@ -6,9 +6,11 @@
 // rotates q and k of all 30 layers at the same position.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "common/status.h"
 #include "kernels/cpu/ops.h"
@@ -52,8 +54,8 @@ void RmsNormRow(const float* x, const float* w, float* out, int64_t d, float eps
   const __m256 vinv = _mm256_set1_ps(inv);
   j = 0;
   for (; j + 8 <= d; j += 8) {
-    _mm256_storeu_ps(out + j,
-                     _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vinv), _mm256_loadu_ps(w + j)));
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + j), vinv),
+                                            _mm256_loadu_ps(w + j)));
   }
   for (; j < d; ++j) out[j] = x[j] * inv * w[j];
 }
@@ -115,7 +117,8 @@ absl::Status RunRmsNorm(CpuContext& ctx, const RmsNormParams& p) {
   if (d == 0) return absl::OkStatus();
   const float* w = p.weight.as<const float>();
   Rows(ctx, p.x.shape[0], d, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) RmsNormRow(p.x.row<const float>(i), w, p.out.row<float>(i), d, p.eps);
+    for (int64_t i = b; i < e; ++i)
+      RmsNormRow(p.x.row<const float>(i), w, p.out.row<float>(i), d, p.eps);
   });
   return absl::OkStatus();
 }
@@ -161,7 +164,8 @@ absl::Status RunRope(CpuContext& ctx, const RopeParams& p) {
     ctx.rope_cos_sin.resize(static_cast<size_t>(n * half * 2));
     std::vector<double> inv_freq(static_cast<size_t>(half));
     for (int i = 0; i < half; ++i) {
-      inv_freq[i] = std::pow(static_cast<double>(p.freq_base), -2.0 * i / static_cast<double>(p.n_rot));
+      inv_freq[i] =
+          std::pow(static_cast<double>(p.freq_base), -2.0 * i / static_cast<double>(p.n_rot));
     }
     float* cs = ctx.rope_cos_sin.data();
     Rows(ctx, n, half * 8, [&](int64_t b, int64_t e) {

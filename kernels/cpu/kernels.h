@@ -1,10 +1,10 @@
 // kernels/cpu/kernels.h
 //
 // The SIMD kernels behind the "cpu" backend, as plain functions on raw pointers. Each ISA variant
-// (AVX2+FMA+F16C; AVX-512 VNNI for the integer dots) is compiled under a `#pragma GCC target` region
-// rather than global -m flags, so the binary runs everywhere and picks a variant at run time
-// (SelectKernels). Machines without AVX2/FMA/F16C get no kernels: the backend then forwards every op
-// to cpu_ref. All functions are pure and thread-safe on disjoint outputs.
+// (AVX2+FMA+F16C; AVX-512 VNNI for the integer dots) is compiled under a `#pragma GCC target`
+// region rather than global -m flags, so the binary runs everywhere and picks a variant at run time
+// (SelectKernels). Machines without AVX2/FMA/F16C get no kernels: the backend then forwards every
+// op to cpu_ref. All functions are pure and thread-safe on disjoint outputs.
 #pragma once
 
 #include <cstdint>
@@ -38,13 +38,13 @@ struct GemmArgs {
 using GemmFn = void (*)(const GemmArgs& args, int64_t r_begin, int64_t r_end);
 
 struct Kernels {
-  const char* isa;  // "avx2", "avx512vnni"
+  const char* isa;                                               // "avx2", "avx512vnni"
   void (*quantize_q8)(const float* x, int64_t k, BlockQ8* out);  // k % 32 == 0
-  GemmFn gemm_q4_1;  // W q4_1, x BlockQ8
-  GemmFn gemm_q8_0;  // W q8_0, x BlockQ8
-  GemmFn gemm_f32;   // W f32, x f32
-  GemmFn gemm_f16;   // W f16, x f32
-  GemmFn gemm_bf16;  // W bf16, x f32
+  GemmFn gemm_q4_1;                                              // W q4_1, x BlockQ8
+  GemmFn gemm_q8_0;                                              // W q8_0, x BlockQ8
+  GemmFn gemm_f32;                                               // W f32, x f32
+  GemmFn gemm_f16;                                               // W f16, x f32
+  GemmFn gemm_bf16;                                              // W bf16, x f32
 };
 
 // The best variant this CPU runs, or nullptr without AVX2+FMA+F16C.

@@ -23,8 +23,8 @@ void Parallel(CpuContext& ctx, int64_t rows, int64_t n, GemmFn fn, const GemmArg
   auto body = [&](int64_t b, int64_t e) { fn(args, b, e); };
   // Decode: a few large chunks per thread, so each streams long contiguous runs of weights yet a
   // thread that is descheduled (shared machine) has its remaining chunks taken by the others.
-  const int64_t grain = n == 1 ? std::max<int64_t>(8, rows / (4 * ctx.pool->threads()))
-                               : kPrefillRowGrain;
+  const int64_t grain =
+      n == 1 ? std::max<int64_t>(8, rows / (4 * ctx.pool->threads())) : kPrefillRowGrain;
   ctx.pool->ParallelFor(rows, grain, body);
 }
 
@@ -51,12 +51,23 @@ absl::Status RunMatMul(CpuContext& ctx, const MatMulParams& p) {
 
   GemmFn fn = nullptr;
   switch (p.w.dtype) {
-    case DType::kQ4_1: fn = K.gemm_q4_1; break;
-    case DType::kQ8_0: fn = K.gemm_q8_0; break;
-    case DType::kF32: fn = K.gemm_f32; break;
-    case DType::kF16: fn = K.gemm_f16; break;
-    case DType::kBF16: fn = K.gemm_bf16; break;
-    default: break;
+    case DType::kQ4_1:
+      fn = K.gemm_q4_1;
+      break;
+    case DType::kQ8_0:
+      fn = K.gemm_q8_0;
+      break;
+    case DType::kF32:
+      fn = K.gemm_f32;
+      break;
+    case DType::kF16:
+      fn = K.gemm_f16;
+      break;
+    case DType::kBF16:
+      fn = K.gemm_bf16;
+      break;
+    default:
+      break;
   }
   if (p.w.dtype == DType::kQ4_1 || p.w.dtype == DType::kQ8_0) {
     const int64_t nb = k / 32;
@@ -81,18 +92,18 @@ absl::Status RunMatMul(CpuContext& ctx, const MatMulParams& p) {
     return absl::OkStatus();
   }
   // Other quantized weights: decode a row into fp32, then the f32 kernel with that single row.
-  ctx.pool->ParallelFor(rows, n == 1 ? (rows + ctx.pool->threads() - 1) / ctx.pool->threads()
-                                     : kPrefillRowGrain,
-                        [&](int64_t b, int64_t e) {
-                          std::vector<float> row(static_cast<size_t>(k));
-                          GemmArgs ra = a;
-                          ra.w = reinterpret_cast<const uint8_t*>(row.data());
-                          ra.w_stride = 0;
-                          for (int64_t r = b; r < e; ++r) {
-                            DequantizeRow(p.w.dtype, a.w + r * a.w_stride, row.data(), k);
-                            K.gemm_f32(ra, r, r + 1);
-                          }
-                        });
+  ctx.pool->ParallelFor(
+      rows, n == 1 ? (rows + ctx.pool->threads() - 1) / ctx.pool->threads() : kPrefillRowGrain,
+      [&](int64_t b, int64_t e) {
+        std::vector<float> row(static_cast<size_t>(k));
+        GemmArgs ra = a;
+        ra.w = reinterpret_cast<const uint8_t*>(row.data());
+        ra.w_stride = 0;
+        for (int64_t r = b; r < e; ++r) {
+          DequantizeRow(p.w.dtype, a.w + r * a.w_stride, row.data(), k);
+          K.gemm_f32(ra, r, r + 1);
+        }
+      });
   return absl::OkStatus();
 }
 

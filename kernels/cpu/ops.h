@@ -1,8 +1,8 @@
 // kernels/cpu/ops.h
 //
-// The fast "cpu" implementations of the ops, one function per op, sharing a CpuContext (thread pool,
-// selected SIMD kernels, scratch). Each validates its call with cpu_ref's Check<Op>() (one spec for
-// what is malformed) and data-dependent indices before touching memory. Run<Op> returns
+// The fast "cpu" implementations of the ops, one function per op, sharing a CpuContext (thread
+// pool, selected SIMD kernels, scratch). Each validates its call with cpu_ref's Check<Op>() (one
+// spec for what is malformed) and data-dependent indices before touching memory. Run<Op> returns
 // kUnimplemented when the call has a layout its fast path does not cover; the backend then forwards
 // it to cpu_ref. A context is used by one thread at a time (the backend's caller).
 #pragma once
@@ -25,7 +25,7 @@ struct CpuContext {
   std::vector<int32_t> rope_positions;
   float rope_base = 0.0f;
   int rope_n_rot = 0;
-  std::vector<float> rope_cos_sin;  // [n, n_rot / 2, 2]
+  std::vector<float> rope_cos_sin;   // [n, n_rot / 2, 2]
   std::vector<float> attn_partials;  // split-K attention partial results
 };
 
@@ -36,5 +36,6 @@ absl::Status RunRope(CpuContext& ctx, const RopeParams& p);
 absl::Status RunSwiGlu(CpuContext& ctx, const SwiGluParams& p);
 absl::Status RunSoftmax(CpuContext& ctx, const SoftmaxParams& p);
 absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p);
+absl::Status RunAttentionPrefill(CpuContext& ctx, const AttentionPrefillParams& p);
 
 }  // namespace tandem::kernels::cpu

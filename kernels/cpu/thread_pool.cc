@@ -1,10 +1,9 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <sched.h>
 
 #include <chrono>
 
@@ -23,6 +22,8 @@ namespace {
 // How long an idle worker spins before sleeping: long enough to cover the host-side gap between
 // two ops of a decode step, short enough not to matter when the server is idle.
 constexpr auto kSpinTime = std::chrono::microseconds(500);
+// Low half of claim_: the next unclaimed index; all ones marks a job being set up.
+constexpr uint64_t kIndexMask = 0xFFFFFFFFull;
 
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr,
@@ -50,34 +51,43 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::DoChunks(uint32_t gen) {
   const uint64_t tag = static_cast<uint64_t>(gen) << 32;
-  RangeFn fn = fn_.load(std::memory_order_relaxed);
-  void* ctx = ctx_.load(std::memory_order_relaxed);
-  const int64_t n = n_.load(std::memory_order_relaxed);
-  const int64_t grain = grain_.load(std::memory_order_relaxed);
-  uint64_t cur = claim_.load(std::memory_order_acquire);
+  uint64_t cur = claim_.load(std::memory_order_seq_cst);
+  if ((cur & ~kIndexMask) != tag) return;
+  RangeFn fn = fn_.load(std::memory_order_seq_cst);
+  void* ctx = ctx_.load(std::memory_order_seq_cst);
+  const int64_t n = n_.load(std::memory_order_seq_cst);
+  const int64_t grain = grain_.load(std::memory_order_seq_cst);
+  // Run() retags claim_ before it rewrites the job fields, so if the tag is still ours after
+  // reading them, they are this generation's (all accesses are seq_cst: one total order).
+  cur = claim_.load(std::memory_order_seq_cst);
   for (;;) {
-    if ((cur & ~uint64_t{0xFFFFFFFF}) != tag) return;  // a later job (ours completed)
-    const int64_t begin = static_cast<int64_t>(cur & 0xFFFFFFFF);
+    if ((cur & ~kIndexMask) != tag) return;  // a later job (ours completed)
+    const int64_t begin = static_cast<int64_t>(cur & kIndexMask);
     if (begin >= n) return;
     const int64_t end = begin + grain < n ? begin + grain : n;
     if (!claim_.compare_exchange_weak(cur, tag | static_cast<uint64_t>(end),
-                                      std::memory_order_acq_rel, std::memory_order_acquire)) {
+                                      std::memory_order_seq_cst, std::memory_order_seq_cst)) {
       continue;
     }
+    // A successful claim means the job is unfinished, so fn and ctx are alive until we report.
     fn(ctx, begin, end);
-    done_.fetch_add(end - begin, std::memory_order_release);
-    cur = claim_.load(std::memory_order_acquire);
+    done_.fetch_add(end - begin, std::memory_order_seq_cst);
+    cur = claim_.load(std::memory_order_seq_cst);
   }
 }
 
 void ThreadPool::Run(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
   const uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
-  fn_.store(fn, std::memory_order_relaxed);
-  ctx_.store(ctx, std::memory_order_relaxed);
-  n_.store(n, std::memory_order_relaxed);
-  grain_.store(grain, std::memory_order_relaxed);
-  done_.store(0, std::memory_order_relaxed);
-  claim_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+  const uint64_t tag = static_cast<uint64_t>(gen) << 32;
+  // Retag first (as exhausted): a worker still holding the previous generation now fails every
+  // claim and every tag check, so it can neither take a range nor trust the fields written next.
+  claim_.store(tag | kIndexMask, std::memory_order_seq_cst);
+  fn_.store(fn, std::memory_order_seq_cst);
+  ctx_.store(ctx, std::memory_order_seq_cst);
+  n_.store(n, std::memory_order_seq_cst);
+  grain_.store(grain, std::memory_order_seq_cst);
+  done_.store(0, std::memory_order_seq_cst);
+  claim_.store(tag, std::memory_order_seq_cst);
   // seq_cst pairs with the worker's sleepers_ increment: either we see the sleeper and wake it, or
   // it sees the new generation before it sleeps.
   generation_.store(gen, std::memory_order_seq_cst);
@@ -85,7 +95,7 @@ void ThreadPool::Run(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
   DoChunks(gen);
   // Only ranges already claimed remain; on an oversubscribed machine their owner may be
   // descheduled, so yield the core now and then instead of spinning on it.
-  for (int spins = 0; done_.load(std::memory_order_acquire) != n; ++spins) {
+  for (int spins = 0; done_.load(std::memory_order_seq_cst) < n; ++spins) {
     TANDEM_CPU_RELAX();
     if (spins % 1024 == 1023) sched_yield();
   }

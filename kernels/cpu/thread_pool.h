@@ -37,9 +37,12 @@ class ThreadPool {
       fn(int64_t{0}, n);
       return;
     }
-    Run(n, grain, [](void* ctx, int64_t b, int64_t e) {
-      (*static_cast<std::remove_reference_t<Fn>*>(ctx))(b, e);
-    }, &fn);
+    Run(
+        n, grain,
+        [](void* ctx, int64_t b, int64_t e) {
+          (*static_cast<std::remove_reference_t<Fn>*>(ctx))(b, e);
+        },
+        &fn);
   }
 
   // Splits [0, n) into one contiguous range per thread (the bandwidth-bound matvec's best layout).

@@ -36,6 +36,9 @@ class CpuRefBackend final : public KernelBackend {
                    [](const KvWriteParams& p) { return cpu_ref::CheckKvWrite(p); },
                    [](const PagedAttentionParams& p) { return cpu_ref::CheckPagedAttention(p); },
                    [](const SampleParams& p) { return cpu_ref::CheckSample(p); },
+                   [](const AttentionPrefillParams& p) {
+                     return cpu_ref::CheckAttentionPrefill(p);
+                   },
                },
                call)
         .ok();
@@ -53,6 +56,7 @@ class CpuRefBackend final : public KernelBackend {
             [](const KvWriteParams& p) { return cpu_ref::RunKvWrite(p); },
             [](const PagedAttentionParams& p) { return cpu_ref::RunPagedAttention(p); },
             [](const SampleParams& p) { return cpu_ref::RunSample(p); },
+            [](const AttentionPrefillParams& p) { return cpu_ref::RunAttentionPrefill(p); },
         },
         call);
   }

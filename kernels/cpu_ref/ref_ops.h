@@ -35,6 +35,8 @@ absl::Status CheckPagedAttention(const PagedAttentionParams& p);
 absl::Status RunPagedAttention(const PagedAttentionParams& p);
 absl::Status CheckSample(const SampleParams& p);
 absl::Status RunSample(const SampleParams& p);
+absl::Status CheckAttentionPrefill(const AttentionPrefillParams& p);
+absl::Status RunAttentionPrefill(const AttentionPrefillParams& p);
 
 // Validation helpers. Messages read "<op>: <field>...": e.g. "matmul: x.shape[1]=577 !=
 // w.shape[1]=576".

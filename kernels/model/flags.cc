@@ -1,6 +1,7 @@
 #include "kernels/model/flags.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace tandem::model {
 
@@ -12,6 +13,39 @@ TANDEM_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32 (ex
 TANDEM_FLAG(int32_t, kv_page_tokens, 16, "Tokens per KV cache page (memory layout only).");
 TANDEM_FLAG(int32_t, max_batch_tokens, 256,
             "Tokens per forward chunk; bounds activation memory during prefill.");
+
+TANDEM_FLAG(std::string, prefill_attention, "dense",
+            "Attention of single-sequence prefill: dense, sale (SALE) or power (PowerAttention).");
+TANDEM_FLAG(double, sale_threshold, 0.008,
+            "SALE's relative-attention-score threshold tau (0 = dense; paper default 0.008).");
+TANDEM_FLAG(int32_t, power_window_blocks, 1, "PowerAttention local window, in 64-token blocks.");
+TANDEM_FLAG(int32_t, power_sink_blocks, 1, "PowerAttention sink, in 64-token blocks.");
+
+absl::StatusOr<kernels::SparseConfig> SparseConfigFromFlags() {
+  kernels::SparseConfig c;
+  const std::string method = GetFlag(FLAGS_prefill_attention);
+  if (method == "dense") {
+    c.method = kernels::SparseMethod::kDense;
+  } else if (method == "sale") {
+    c.method = kernels::SparseMethod::kSale;
+  } else if (method == "power") {
+    c.method = kernels::SparseMethod::kPowerAttention;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefill_attention: '", method, "' is not one of dense|sale|power"));
+  }
+  c.sale_threshold = static_cast<float>(GetFlag(FLAGS_sale_threshold));
+  if (!(c.sale_threshold >= 0.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sale_threshold: ", GetFlag(FLAGS_sale_threshold), " must be >= 0"));
+  }
+  c.power_window_blocks = GetFlag(FLAGS_power_window_blocks);
+  c.power_sink_blocks = GetFlag(FLAGS_power_sink_blocks);
+  if (c.power_window_blocks < 0 || c.power_sink_blocks < 0) {
+    return absl::InvalidArgumentError("--power_window_blocks and --power_sink_blocks must be >= 0");
+  }
+  return c;
+}
 
 absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags() {
   RunnerOptions o;
@@ -38,6 +72,7 @@ absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--threads: ", GetFlag(FLAGS_threads), " must be >= 0"));
   }
+  TANDEM_ASSIGN_OR_RETURN(o.prefill_attention, SparseConfigFromFlags());
   return o;
 }
 

@@ -18,5 +18,7 @@ TANDEM_DECLARE_FLAG(int32_t, threads);
 
 // InvalidArgument naming the flag on a bad value.
 absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags();
+// --prefill_attention, --sale_threshold, --power_window_blocks, --power_sink_blocks.
+absl::StatusOr<kernels::SparseConfig> SparseConfigFromFlags();
 
 }  // namespace tandem::model

@@ -60,6 +60,7 @@ absl::StatusOr<GenerateResult> Generate(ModelRunner& runner, const std::vector<i
     TANDEM_ASSIGN_OR_RETURN(int32_t token, SampleOne(runner, logits, options.sampling, rng));
     if (step == 0) {
       result.prefill_seconds = SecondsSince(start);
+      result.prefill_attention = logits.attention;
       start = std::chrono::steady_clock::now();
     }
     if (!options.ignore_eos && std::find(eog.begin(), eog.end(), token) != eog.end()) {

@@ -32,6 +32,7 @@ struct GenerateResult {
   int32_t prompt_tokens = 0;
   double prefill_seconds = 0;   // prompt forward + first sample
   double decode_seconds = 0;    // the remaining tokens
+  PrefillAttentionReport prefill_attention;  // the prompt forward's attention method, density, time
 };
 
 // Called with each generated token (stop ids are not passed); return false to stop early.

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/status.h"
 
 namespace tandem::model {
@@ -52,10 +54,10 @@ void ForwardBatch::Add(SeqId seq, const std::vector<int32_t>& toks, int32_t star
   if (want_last_logits && !toks.empty()) logit_rows.push_back(static_cast<int32_t>(tokens.size()) - 1);
 }
 
-std::vector<float> Logits::ToHost(KernelBackend& backend) const {
+absl::StatusOr<std::vector<float>> Logits::ToHost(KernelBackend& backend) const {
   std::vector<float> out(values.numel());
   if (!out.empty()) {
-    TANDEM_CHECK(backend.CopyToHost(out.data(), values.data, values.nbytes()).ok());
+    TANDEM_RETURN_IF_ERROR(backend.CopyToHost(out.data(), values.data, values.nbytes()));
   }
   return out;
 }
@@ -92,6 +94,15 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const format::G
   TANDEM_ASSIGN_OR_RETURN(runner->index_,
                           DeviceBuffer::Create(backend, index_ints * int64_t{sizeof(int32_t)}));
   runner->host_index_.resize(index_ints);
+  if (backend.device().kind == DeviceKind::kCpu) {
+    const int64_t ctx = config.context_length;
+    TANDEM_ASSIGN_OR_RETURN(runner->seq_k_, F32Buffer(backend, ctx, config.kv_dim()));
+    TANDEM_ASSIGN_OR_RETURN(runner->seq_v_, F32Buffer(backend, ctx, config.kv_dim()));
+    TANDEM_ASSIGN_OR_RETURN(runner->kv_pos_,
+                            DeviceBuffer::Create(backend, ctx * int64_t{sizeof(int32_t)}));
+    int32_t* kv_pos = static_cast<int32_t*>(runner->kv_pos_.data());
+    std::iota(kv_pos, kv_pos + ctx, 0);
+  }
   return runner;
 }
 
@@ -162,6 +173,10 @@ absl::StatusOr<Logits> ModelRunner::Forward(const ForwardBatch& batch) {
   const int64_t rows = static_cast<int64_t>(batch.logit_rows.size());
   TANDEM_RETURN_IF_ERROR(EnsureLogitCapacity(std::max<int64_t>(rows, 1)));
   const int32_t n = static_cast<int32_t>(batch.tokens.size());
+  sparse_ = batch.prefill_attention.has_value() ? &*batch.prefill_attention
+                                                : &options_.prefill_attention;
+  report_ = PrefillAttentionReport{};
+  report_.method = sparse_->method;
   for (int32_t begin = 0; begin < n; begin += options_.max_batch_tokens) {
     const int32_t end = std::min(n, begin + options_.max_batch_tokens);
     TANDEM_RETURN_IF_ERROR(ForwardChunk(batch, begin, end));
@@ -171,6 +186,7 @@ absl::StatusOr<Logits> ModelRunner::Forward(const ForwardBatch& batch) {
   }
   Logits out;
   out.values = logits_.View(DType::kF32, {rows, config_.vocab_size});
+  out.attention = report_;
   return out;
 }
 
@@ -210,6 +226,17 @@ absl::Status ModelRunner::ForwardChunk(const ForwardBatch& batch, int32_t begin,
   slots_ = TensorView::Contiguous(dev + 2 * n, DType::kI32, {n}, device);
   q_seq_ = TensorView::Contiguous(dev + 3 * n, DType::kI32, {n}, device);
   page_table_ = TensorView::Contiguous(dev + 4 * n, DType::kI32, {n_seqs, pages_per_seq}, device);
+  // A chunk of several tokens of one sequence is a prefill: AttentionPrefill over the gathered K/V
+  // for the sparse methods (dense too when asked). Dense stays on PagedAttention by default, which
+  // keeps prefill logits bitwise equal to decoding token by token: the fast matmul rounds
+  // activations to 8 bits, so even 1e-7 attention differences flip roundings and grow to ~1e-3.
+  prefill_seq_ = -1;
+  const bool use_prefill_op =
+      sparse_->method != kernels::SparseMethod::kDense || options_.dense_prefill_kernel;
+  if (use_prefill_op && n_seqs == 1 && n > 1 && seq_k_.data() != nullptr) {
+    prefill_seq_ = batch.seq_ids[begin];
+    prefill_end_ = pos[n - 1] + 1;
+  }
 
   const TensorView x = F32(x_, n, config_.d_model);
   TANDEM_RETURN_IF_ERROR(backend_.Run(
@@ -271,15 +298,7 @@ absl::Status ModelRunner::RunLayer(int layer, int32_t n) {
                                                       .k_pool = kv_->k_pool(layer),
                                                       .v_pool = kv_->v_pool(layer),
                                                       .slots = slots_}));
-  TANDEM_RETURN_IF_ERROR(b.Run(kernels::PagedAttentionParams{
-      .q = q3,
-      .k_pool = kv_->k_pool(layer),
-      .v_pool = kv_->v_pool(layer),
-      .out = F32(attn_, n, c.n_heads, c.head_dim),
-      .q_seq = q_seq_,
-      .q_pos = pos_,
-      .page_table = page_table_,
-      .scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim))}));
+  TANDEM_RETURN_IF_ERROR(RunAttention(layer, n));
   TANDEM_RETURN_IF_ERROR(
       b.Run(kernels::MatMulParams{.w = w.wo, .x = attn, .y = x, .accumulate = true}));
   TANDEM_RETURN_IF_ERROR(b.Run(kernels::RmsNormParams{
@@ -289,6 +308,62 @@ absl::Status ModelRunner::RunLayer(int layer, int32_t n) {
   TANDEM_RETURN_IF_ERROR(b.Run(kernels::SwiGluParams{.gate = gate, .up = up, .out = gate}));
   TANDEM_RETURN_IF_ERROR(
       b.Run(kernels::MatMulParams{.w = w.w_down, .x = gate, .y = x, .accumulate = true}));
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::RunAttention(int layer, int32_t n) {
+  const format::ModelConfig& c = config_;
+  const TensorView q3 = F32(q_, n, c.n_heads, c.head_dim);
+  const TensorView out = F32(attn_, n, c.n_heads, c.head_dim);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const bool device = backend_.device().kind != DeviceKind::kCpu;
+  if (device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
+  absl::Time start = absl::Now();
+  if (prefill_seq_ < 0) {
+    TANDEM_RETURN_IF_ERROR(backend_.Run(kernels::PagedAttentionParams{
+        .q = q3,
+        .k_pool = kv_->k_pool(layer),
+        .v_pool = kv_->v_pool(layer),
+        .out = out,
+        .q_seq = q_seq_,
+        .q_pos = pos_,
+        .page_table = page_table_,
+        .scale = scale}));
+  } else {
+    // The pools hold what PagedAttention would read (f16-rounded by default), so dense prefill
+    // through this path matches it; the copy is O(context) per layer and chunk.
+    const std::vector<int32_t>& pages = kv_->PageTable(prefill_seq_);
+    float* k = static_cast<float*>(seq_k_.data());
+    float* v = static_cast<float*>(seq_v_.data());
+    TANDEM_RETURN_IF_ERROR(GatherSequenceKv(kv_->k_pool(layer), pages, prefill_end_, k));
+    TANDEM_RETURN_IF_ERROR(GatherSequenceKv(kv_->v_pool(layer), pages, prefill_end_, v));
+    const absl::Time gathered = absl::Now();
+    report_.gather_seconds += absl::ToDoubleSeconds(gathered - start);
+    start = gathered;
+    kernels::AttentionStats stats;
+    const int64_t end = prefill_end_;
+    const kernels::AttentionPrefillParams call{
+        .q = q3,
+        .k = seq_k_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim}),
+        .v = seq_v_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim}),
+        .out = out,
+        .q_pos = pos_,
+        .kv_pos = kv_pos_.View(DType::kI32, {end}),
+        .scale = scale,
+        .sparse = *sparse_,
+        .stats = &stats};
+    TANDEM_RETURN_IF_ERROR(backend_.Run(call));
+    if (options_.prefill_attention_observer) {
+      const absl::Time observed = absl::Now();
+      options_.prefill_attention_observer(layer, call);
+      start += absl::Now() - observed;  // not attention time of this request
+    }
+    ++report_.prefill_calls;
+    report_.causal_blocks += stats.causal_blocks;
+    report_.computed_blocks += stats.computed_blocks;
+  }
+  if (device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
+  report_.attention_seconds += absl::ToDoubleSeconds(absl::Now() - start);
   return absl::OkStatus();
 }
 

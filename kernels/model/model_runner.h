@@ -8,7 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -16,6 +18,7 @@
 #include "common/model_format/model_config.h"
 #include "kernels/backend.h"
 #include "kernels/model/kv_cache.h"
+#include "kernels/model/prefill_attention.h"
 #include "kernels/model/weights.h"
 
 namespace tandem::model {
@@ -31,6 +34,19 @@ struct RunnerOptions {
   int32_t max_seqs = 8;
   // Tokens per forward chunk; bounds activation memory. Longer batches run in chunks. Default: 256.
   int32_t max_batch_tokens = 256;
+  // Attention of a forward chunk that prefills one sequence (several tokens, one sequence, host
+  // backend): SALE or PowerAttention through AttentionPrefill, with the methods' knobs at their
+  // papers' defaults. Dense, and every other chunk (decode, mixed batches, CUDA), uses
+  // PagedAttention. Default: dense.
+  kernels::SparseConfig prefill_attention{};
+  // Runs dense single-sequence prefill chunks through AttentionPrefill too (the same kernel as the
+  // sparse methods, with q-block tiling); logits then differ from token-by-token decode by
+  // rounding. Default: false.
+  bool dense_prefill_kernel = false;
+  // Called after every AttentionPrefill call with the call (its tensors are valid during the call
+  // only): how tests measure each layer's attention against another method on the same inputs.
+  std::function<void(int layer, const kernels::AttentionPrefillParams& call)>
+      prefill_attention_observer{};
   absl::Status Validate() const;
 };
 
@@ -42,6 +58,8 @@ struct ForwardBatch {
   std::vector<int32_t> positions;
   std::vector<SeqId> seq_ids;
   std::vector<int32_t> logit_rows;
+  // Per-request override of RunnerOptions::prefill_attention.
+  std::optional<kernels::SparseConfig> prefill_attention;
 
   // Appends `tokens` for `seq` at positions start, start+1, ...; optionally asks for the last logits.
   void Add(SeqId seq, const std::vector<int32_t>& toks, int32_t start, bool want_last_logits);
@@ -51,7 +69,8 @@ struct ForwardBatch {
 // next Forward().
 struct Logits {
   TensorView values;
-  std::vector<float> ToHost(kernels::KernelBackend& backend) const;
+  PrefillAttentionReport attention;  // what attention computed and cost in this Forward()
+  absl::StatusOr<std::vector<float>> ToHost(kernels::KernelBackend& backend) const;
 };
 
 class ModelRunner {
@@ -78,6 +97,7 @@ class ModelRunner {
   absl::Status EnsureLogitCapacity(int64_t rows);
   absl::Status ForwardChunk(const ForwardBatch& batch, int32_t begin, int32_t end);
   absl::Status RunLayer(int layer, int32_t n);
+  absl::Status RunAttention(int layer, int32_t n);
 
   format::ModelConfig config_;
   kernels::KernelBackend& backend_;
@@ -92,6 +112,14 @@ class ModelRunner {
   int64_t logits_rows_ = 0;
   std::vector<int32_t> host_index_;
   TensorView ids_, pos_, slots_, q_seq_, page_table_;
+
+  // Single-sequence prefill through AttentionPrefill: the sequence's K/V gathered per layer, the
+  // positions 0..context-1, and the current Forward()'s method and report.
+  kernels::DeviceBuffer seq_k_, seq_v_, kv_pos_;
+  const kernels::SparseConfig* sparse_ = nullptr;
+  SeqId prefill_seq_ = -1;  // >= 0 when the current chunk prefills this sequence
+  int32_t prefill_end_ = 0;  // one past the chunk's last position
+  PrefillAttentionReport report_;
 };
 
 }  // namespace tandem::model

@@ -57,6 +57,8 @@ std::vector<std::unique_ptr<OpCase>> AllCases() {
     cases.push_back(MakePagedAttentionCase(pool, {{64, 64}}, "prefill"));
   }
 
+  AddAttentionPrefillCases(cases);
+
   cases.push_back(MakeSampleCase(SampleKind::kGreedy, 49152));
   cases.push_back(MakeSampleCase(SampleKind::kTopKTopP, 49152));
   return cases;

@@ -33,6 +33,15 @@ struct SeqSpec {
 std::unique_ptr<OpCase> MakePagedAttentionCase(DType pool, std::vector<SeqSpec> seqs,
                                                const char* label);
 
+// AttentionPrefill over contiguous K/V: n_kv keys at positions 0..n_kv-1, n_q queries at the end.
+struct PrefillShape {
+  int64_t n_q, n_kv, heads, kv_heads, head_dim;
+};
+std::unique_ptr<OpCase> MakeAttentionPrefillCase(const SparseConfig& sparse,
+                                                 const PrefillShape& shape, const char* label);
+// The grid of attention_prefill cases (dense, sale, power at hd 64 and 128, GQA, several lengths).
+void AddAttentionPrefillCases(std::vector<std::unique_ptr<OpCase>>& cases);
+
 enum class SampleKind { kGreedy, kTopKTopP };
 std::unique_ptr<OpCase> MakeSampleCase(SampleKind kind, int64_t vocab);
 

@@ -75,8 +75,12 @@ std::vector<uint8_t> RandomWeights(std::mt19937& rng, DType dt, int64_t rows, in
         PutHalf(blk, scale(rng));
         PutHalf(blk + 2, -scale(rng) * 4);
         break;
-      case DType::kQ6_K: PutHalf(blk + 208, scale(rng)); break;
-      default: PutHalf(blk, scale(rng)); break;  // q4_0, q5_0, q8_0: d first
+      case DType::kQ6_K:
+        PutHalf(blk + 208, scale(rng));
+        break;
+      default:
+        PutHalf(blk, scale(rng));
+        break;  // q4_0, q5_0, q8_0: d first
     }
   }
   return w;
@@ -228,39 +232,47 @@ TEST_P(CpuBackendTest, ElementwiseOpsMatchReference) {
     std::printf("%s nmse %.3g\n", name, e);
   };
   const std::vector<float> w = RandomFloats(rng_, d, 0.5f, 1.5f);
-  both([&](std::vector<float>& x) -> OpCall {
-    RmsNormParams p;
-    p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, d});
-    p.out = p.x;
-    p.weight = TensorView::Contiguous(const_cast<float*>(w.data()), DType::kF32, {d});
-    return p;
-  }, RandomFloats(rng_, n * d, -3, 3), "rmsnorm", 1e-10);
+  both(
+      [&](std::vector<float>& x) -> OpCall {
+        RmsNormParams p;
+        p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, d});
+        p.out = p.x;
+        p.weight = TensorView::Contiguous(const_cast<float*>(w.data()), DType::kF32, {d});
+        return p;
+      },
+      RandomFloats(rng_, n * d, -3, 3), "rmsnorm", 1e-10);
   std::vector<int32_t> pos = {0, 1, 17, 300, 8191, -5, 4000};
   for (RopeStyle style : {RopeStyle::kAdjacentPairs, RopeStyle::kHalfSplit}) {
-    both([&](std::vector<float>& x) -> OpCall {
-      RopeParams p;
-      p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, 9, 64});
-      p.positions = TensorView::Contiguous(pos.data(), DType::kI32, {n});
-      p.n_rot = 64;
-      p.freq_base = 100000.0f;
-      p.style = style;
-      return p;
-    }, RandomFloats(rng_, n * 9 * 64), "rope", 1e-10);
+    both(
+        [&](std::vector<float>& x) -> OpCall {
+          RopeParams p;
+          p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, 9, 64});
+          p.positions = TensorView::Contiguous(pos.data(), DType::kI32, {n});
+          p.n_rot = 64;
+          p.freq_base = 100000.0f;
+          p.style = style;
+          return p;
+        },
+        RandomFloats(rng_, n * 9 * 64), "rope", 1e-10);
   }
   const std::vector<float> up = RandomFloats(rng_, n * 1536, -4, 4);
-  both([&](std::vector<float>& g) -> OpCall {
-    SwiGluParams p;
-    p.gate = TensorView::Contiguous(g.data(), DType::kF32, {n, 1536});
-    p.up = TensorView::Contiguous(const_cast<float*>(up.data()), DType::kF32, {n, 1536});
-    p.out = p.gate;
-    return p;
-  }, RandomFloats(rng_, n * 1536, -20, 20), "swiglu", 1e-10);
-  both([&](std::vector<float>& x) -> OpCall {
-    SoftmaxParams p;
-    p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, 1001});
-    p.scale = 0.7f;
-    return p;
-  }, RandomFloats(rng_, n * 1001, -30, 30), "softmax", 1e-10);
+  both(
+      [&](std::vector<float>& g) -> OpCall {
+        SwiGluParams p;
+        p.gate = TensorView::Contiguous(g.data(), DType::kF32, {n, 1536});
+        p.up = TensorView::Contiguous(const_cast<float*>(up.data()), DType::kF32, {n, 1536});
+        p.out = p.gate;
+        return p;
+      },
+      RandomFloats(rng_, n * 1536, -20, 20), "swiglu", 1e-10);
+  both(
+      [&](std::vector<float>& x) -> OpCall {
+        SoftmaxParams p;
+        p.x = TensorView::Contiguous(x.data(), DType::kF32, {n, 1001});
+        p.scale = 0.7f;
+        return p;
+      },
+      RandomFloats(rng_, n * 1001, -30, 30), "softmax", 1e-10);
 }
 
 TEST_P(CpuBackendTest, KvWriteMatchesReferenceExactly) {
@@ -315,8 +327,9 @@ double Seconds(const std::function<void()>& fn, int iters, double* cpu_sec = nul
   return best;
 }
 
-// Hand-run numbers: ./cpu_backend_test --gtest_filter='*Perf*'. Asserts only that the ops succeed.
-TEST_P(CpuBackendTest, Perf) {
+// Hand-run numbers (disabled in ctest: it takes seconds): ./cpu_backend_test
+// --gtest_also_run_disabled_tests --gtest_filter='*Perf*'. Asserts only that the ops succeed.
+TEST_P(CpuBackendTest, DISABLED_Perf) {
   struct Shape {
     DType dt;
     int64_t out, in, n;
@@ -337,13 +350,15 @@ TEST_P(CpuBackendTest, Perf) {
     std::vector<float> x = RandomFloats(rng_, s.n * s.in), y(static_cast<size_t>(s.n * s.out));
     int64_t c = 0;
     double cpu_sec = 0;
-    const double sec = Seconds([&] {
-      MatMulParams p;
-      p.w = TensorView::Contiguous(&w[(c++ % copies) * w1.size()], s.dt, {s.out, s.in});
-      p.x = TensorView::Contiguous(x.data(), DType::kF32, {s.n, s.in});
-      p.y = TensorView::Contiguous(y.data(), DType::kF32, {s.n, s.out});
-      ASSERT_TRUE(cpu_->Run(p).ok());
-    }, s.n == 1 ? 100 : 10, &cpu_sec);
+    const double sec = Seconds(
+        [&] {
+          MatMulParams p;
+          p.w = TensorView::Contiguous(&w[(c++ % copies) * w1.size()], s.dt, {s.out, s.in});
+          p.x = TensorView::Contiguous(x.data(), DType::kF32, {s.n, s.in});
+          p.y = TensorView::Contiguous(y.data(), DType::kF32, {s.n, s.out});
+          ASSERT_TRUE(cpu_->Run(p).ok());
+        },
+        s.n == 1 ? 100 : 10, &cpu_sec);
     std::printf("[%s] %-28s %8.1f us  %6.2f GB/s  %7.2f GFLOP/s  (%.0f us cpu)\n",
                 GetParam().c_str(), s.name, sec * 1e6, w1.size() / sec / 1e9,
                 2.0 * s.n * s.out * s.in / sec / 1e9, cpu_sec * 1e6);
@@ -358,8 +373,8 @@ TEST_P(CpuBackendTest, Perf) {
   const double sec = Seconds([&] { ASSERT_TRUE(cpu_->Run(p).ok()); }, 3);
   std::printf("[%s] f32 read 96MB (bandwidth)     %8.1f us  %6.2f GB/s\n", GetParam().c_str(),
               sec * 1e6, big.size() * 4.0 / sec / 1e9);
-  const double msec = Seconds(
-      [&] { std::memcpy(big.data(), big.data() + big.size() / 2, big.size() * 2); }, 2);
+  const double msec =
+      Seconds([&] { std::memcpy(big.data(), big.data() + big.size() / 2, big.size() * 2); }, 2);
   // Dispatch overhead: a matmul so small that the pool's round trip dominates.
   std::vector<float> wt(16 * 64, 0.5f), xt(64, 1.0f), yt(16);
   MatMulParams tiny;
@@ -380,7 +395,8 @@ TEST_P(CpuBackendTest, Perf) {
       a.q_pos.push_back(static_cast<int32_t>(prefill == 1 ? 2047 : t));
     }
     std::vector<float> q = RandomFloats(rng_, prefill * 9 * 64);
-    std::vector<uint8_t> kp(static_cast<size_t>(a.num_pages * a.page_tokens * 3 * 64 * 2)), vp(kp.size());
+    std::vector<uint8_t> kp(static_cast<size_t>(a.num_pages * a.page_tokens * 3 * 64 * 2)),
+        vp(kp.size());
     for (size_t i = 0; i < kp.size(); i += 2) {
       PutHalf(&kp[i], 0.01f * (i % 97));
       PutHalf(&vp[i], 0.01f * (i % 89));
