@@ -78,16 +78,18 @@ def main():
 
     llm = Llama(model_path=args.model, n_ctx=4096, n_batch=512, n_threads=args.threads,
                 n_threads_batch=args.threads, logits_all=False, verbose=False)
-    best_t, best_l, tandem_lines = {}, {}, []
+    best_t, best_l, best_lines = {}, {}, {}
     for _ in range(args.rounds):
-        t, tandem_lines = tandem_figures(args.binary, args.model, args.threads, args.decode_tokens,
-                                         args.repeats)
+        t, lines = tandem_figures(args.binary, args.model, args.threads, args.decode_tokens,
+                                  args.repeats)
         lc = llama_cpp_figures(llm, args.decode_tokens, args.repeats)
-        for k, v in t.items():
-            best_t[k] = max(best_t.get(k, 0.0), v)
+        for (k, v), line in zip(t.items(), lines):
+            if v > best_t.get(k, 0.0):
+                best_t[k], best_lines[k] = v, line
         for k, v in lc.items():
             best_l[k] = max(best_l.get(k, 0.0), v)
-    for line in tandem_lines:
+    # Tandem's own lines (with the roofline measured in the same round), best round of each.
+    for line in best_lines.values():
         print(line)
     for name in ("decode", "prefill_512", "prefill_2048"):
         print(f"BENCH vs_llama_cpp_{name} threads={args.threads} candidate={best_t[name]:.1f} "
