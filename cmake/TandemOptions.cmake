@@ -2,6 +2,8 @@
 set(TANDEM_USE_CUDA AUTO CACHE STRING "Build the CUDA backend: AUTO (default; on when nvcc works), ON, OFF")
 set_property(CACHE TANDEM_USE_CUDA PROPERTY STRINGS AUTO ON OFF)
 set(TANDEM_CUDA_ARCHS "90" CACHE STRING "CUDA architectures (default 90: H100/H200)")
+set(TANDEM_USE_UCX AUTO CACHE STRING "Build the UCX KV transport: AUTO (default; on when libucx is found), ON, OFF")
+set_property(CACHE TANDEM_USE_UCX PROPERTY STRINGS AUTO ON OFF)
 option(TANDEM_BUILD_TESTS "Build tests (default ON)" ON)
 option(TANDEM_BUILD_BENCH "Build benchmarks (default ON)" ON)
 option(TANDEM_WERROR "Treat warnings as errors (default OFF; ON in CI)" OFF)
@@ -46,6 +48,7 @@ endif()
 
 function(tandem_print_summary)
   message(STATUS "Tandem ${PROJECT_VERSION}: build=${CMAKE_BUILD_TYPE} cuda=${TANDEM_HAVE_CUDA} "
-                 "(TANDEM_USE_CUDA=${TANDEM_USE_CUDA}, archs=${TANDEM_CUDA_ARCHS}) tests=${TANDEM_BUILD_TESTS} "
+                 "(TANDEM_USE_CUDA=${TANDEM_USE_CUDA}, archs=${TANDEM_CUDA_ARCHS}) ucx=${TANDEM_USE_UCX} "
+                 "tests=${TANDEM_BUILD_TESTS} "
                  "bench=${TANDEM_BUILD_BENCH} werror=${TANDEM_WERROR} sanitize=${TANDEM_SANITIZE}")
 endfunction()

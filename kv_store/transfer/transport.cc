@@ -1,0 +1,67 @@
+// kv_store/transfer/transport.cc: transfer ids, state names and the transport
+// factory.
+#include "kv_store/transfer/transport.h"
+
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/hash.h"
+#include "common/status.h"
+#include "kv_store/transfer/tcp_transport.h"
+#ifdef TANDEM_HAVE_UCX
+#include "kv_store/transfer/ucx_transport.h"
+#endif
+
+namespace tandem::kv {
+
+TransferId TransferId::Random() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  TransferId id;
+  for (size_t i = 0; i < id.bytes.size(); i += 8) {
+    const uint64_t v = rng();
+    for (size_t j = 0; j < 8; ++j) id.bytes[i + j] = static_cast<uint8_t>(v >> (8 * j));
+  }
+  return id;
+}
+
+std::string TransferId::Hex() const { return HexEncode(bytes); }
+
+std::string_view TransferStateName(TransferState s) {
+  switch (s) {
+    case TransferState::kPending:
+      return "pending";
+    case TransferState::kInProgress:
+      return "in_progress";
+    case TransferState::kDone:
+      return "done";
+    case TransferState::kFailed:
+      return "failed";
+    case TransferState::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> NewTransport(std::string_view name,
+                                                        const TransportOptions& options) {
+  if (name == "tcp") return std::unique_ptr<Transport>(new TcpTransport(options));
+  if (name == "ucx") {
+#ifdef TANDEM_HAVE_UCX
+    return UcxTransport::Create(options);
+#else
+    return absl::UnimplementedError("transport 'ucx': this build has no UCX");
+#endif
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--transport '", AV(name), "': expected tcp or ucx"));
+}
+
+std::vector<std::string> AvailableTransports() {
+#ifdef TANDEM_HAVE_UCX
+  return {"tcp", "ucx"};
+#else
+  return {"tcp"};
+#endif
+}
+
+}  // namespace tandem::kv
