@@ -177,13 +177,13 @@ absl::Status RunAttentionPrefill(const AttentionPrefillParams& p) {
   }
   if (c.method == SparseMethod::kSale && !sale_dense) SelectSale(p, qpos, kpos, &sel);
 
-  if (p.stats != nullptr) {
+  if (p.stats != nullptr) *p.stats = AttentionStats{};
+  if (p.stats != nullptr && n_q > 0 && n_kv > 0) {
     // A block is causal when its smallest key position is <= its largest query position.
     std::vector<int32_t> qb_max(static_cast<size_t>(sel.n_qb), -1);
     std::vector<int32_t> kb_min(static_cast<size_t>(sel.n_kb), std::numeric_limits<int32_t>::max());
     for (int32_t x : qpos) qb_max[x / bq - sel.qb0] = std::max(qb_max[x / bq - sel.qb0], x);
     for (int32_t x : kpos) kb_min[x / bk - sel.kb0] = std::min(kb_min[x / bk - sel.kb0], x);
-    *p.stats = AttentionStats{};
     for (int64_t h = 0; h < n_heads; ++h) {
       for (int64_t qb = 0; qb < sel.n_qb; ++qb) {
         for (int64_t kb = 0; kb < sel.n_kb; ++kb) {

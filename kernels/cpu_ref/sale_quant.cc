@@ -16,7 +16,8 @@ void QuantizeRow(const float* x, int64_t hd, int8_t* q, float* scale, int32_t* s
   const float s = amax > 0.0f ? amax / 7.0f : 1.0f;
   int32_t total = 0;
   for (int64_t j = 0; j < hd; ++j) {
-    const float r = std::nearbyint(x[j] / s);
+    float r = std::nearbyint(x[j] / s);
+    if (!std::isfinite(r)) r = 0.0f;  // NaN/Inf input: casting it to int8 would be undefined
     q[j] = static_cast<int8_t>(std::clamp(r, -8.0f, 7.0f));
     total += q[j];
   }
