@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/little_endian.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::kv {
@@ -30,6 +31,22 @@ std::string_view FrameTypeName(FrameType type) {
       return "CANCEL";
   }
   return "UNKNOWN";
+}
+
+uint64_t MaxBodyFor(FrameType type) {
+  switch (type) {
+    case FrameType::kBegin:
+    case FrameType::kAck:
+    case FrameType::kNack:
+      return kMaxControlBody;
+    case FrameType::kBlock:
+      return kMaxBlockBody;
+    case FrameType::kEnd:
+      return 8;
+    case FrameType::kCancel:
+      return 0;
+  }
+  return 0;
 }
 
 std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(const FrameHeader& h) {
@@ -65,9 +82,11 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes, u
   h.sender_epoch = LoadLe<uint64_t>(p, 24);
   h.receiver_epoch = LoadLe<uint64_t>(p, 32);
   h.body_bytes = LoadLe<uint64_t>(p, 40);
-  if (h.body_bytes > max_body) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("frame header: body_bytes ", h.body_bytes, " over ", max_body));
+  const uint64_t cap = std::min(max_body, MaxBodyFor(h.type));
+  if (h.body_bytes > cap) {
+    return absl::InvalidArgumentError(absl::StrCat("frame header: body_bytes ", h.body_bytes,
+                                                   " over ", cap, " for ",
+                                                   AV(FrameTypeName(h.type))));
   }
   return h;
 }
@@ -110,6 +129,10 @@ absl::Status DecodeBeginBody(std::string_view body, TransferMeta* meta,
   }
   meta->request_id = rid->get<std::string>();
   meta->first_token = first->get<int32_t>();
+  if (count->get<uint64_t>() > UINT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("BEGIN body: block_count ", count->get<uint64_t>(), " over ", UINT32_MAX));
+  }
   meta->block_count = count->get<uint32_t>();
   meta->total_bytes = total->get<uint64_t>();
   *reservation = res->get<uint64_t>();

@@ -27,6 +27,11 @@ inline constexpr uint16_t kFrameVersion = 1;
 // The largest body a receiver accepts; a bigger length is a garbage header, not
 // an allocation.
 inline constexpr uint64_t kMaxFrameBody = uint64_t{1} << 32;
+// Per-type caps, checked by DecodeFrameHeader before anyone allocates a body:
+// BEGIN/ACK/NACK are small JSON, END is a u64, CANCEL empty, and a BLOCK is
+// one §5.1 block (KvFormat does not fix its size, so a global cap).
+inline constexpr uint64_t kMaxControlBody = uint64_t{1} << 20;
+inline constexpr uint64_t kMaxBlockBody = uint64_t{256} << 20;
 
 enum class FrameType : uint16_t {
   kBegin = 1,
@@ -36,6 +41,8 @@ enum class FrameType : uint16_t {
   kNack = 5,
   kCancel = 6,
 };
+// The largest body a frame of `type` may carry (see the caps above).
+uint64_t MaxBodyFor(FrameType type);
 std::string_view FrameTypeName(FrameType type);  // "BEGIN", ...
 
 struct FrameHeader {
@@ -48,7 +55,7 @@ struct FrameHeader {
 
 std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(const FrameHeader& h);
 // InvalidArgument for a short buffer, bad magic, unknown version or type, or a
-// body longer than `max_body`.
+// body longer than `max_body` or than MaxBodyFor(type).
 absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
                                               uint64_t max_body = kMaxFrameBody);
 

@@ -1,8 +1,10 @@
 // kv_store/transfer/receiver_session.cc: the receiving half of the §5.3 protocol.
 #include "kv_store/transfer/receiver_session.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -13,10 +15,36 @@ ReceiverSession::ReceiverSession(const TransportOptions& options, const KvFormat
     : options_(options), format_(format), sink_(sink), reply_(std::move(reply)) {}
 
 void ReceiverSession::Fail(const FrameHeader& in, const absl::Status& status,
-                           std::string_view reason) {
+                           std::string_view reason, bool remember) {
   reply_(in, status, reason);
   if (open_.erase(in.id) > 0) sink_->OnEnd(in.id, status);
-  dead_.insert(in.id);
+  if (remember) dead_.insert(in.id);
+}
+
+bool ReceiverSession::WantsBody(const FrameHeader& h) const {
+  return h.type != FrameType::kBlock || open_.contains(h.id);
+}
+
+absl::Time ReceiverSession::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const auto& [id, in] : open_) next = std::min(next, in.meta.deadline);
+  return next;
+}
+
+void ReceiverSession::ExpireDeadlines(absl::Time now) {
+  std::vector<FrameHeader> expired;
+  for (const auto& [id, in] : open_) {
+    if (in.meta.deadline > now) continue;
+    FrameHeader h;
+    h.type = FrameType::kBegin;
+    h.id = id;
+    h.sender_epoch = in.sender_epoch;
+    h.receiver_epoch = options_.epoch;
+    expired.push_back(h);
+  }
+  for (const FrameHeader& h : expired) {
+    Fail(h, absl::DeadlineExceededError("transfer deadline passed on the receiver"), "deadline");
+  }
 }
 
 void ReceiverSession::OnFrame(const FrameHeader& h, std::shared_ptr<Bytes> body) {
@@ -27,7 +55,7 @@ void ReceiverSession::OnFrame(const FrameHeader& h, std::shared_ptr<Bytes> body)
         Fail(h,
              absl::AbortedError(absl::StrCat("receiver ", options_.node_id, " is at epoch ",
                                              options_.epoch, ", not ", h.receiver_epoch)),
-             "stale_epoch");
+             "stale_epoch", /*remember=*/false);
         break;
       }
       if (open_.contains(id) || dead_.contains(id)) {
@@ -41,6 +69,7 @@ void ReceiverSession::OnFrame(const FrameHeader& h, std::shared_ptr<Bytes> body)
         break;
       }
       in.meta.id = id;
+      in.sender_epoch = h.sender_epoch;
       if (absl::Status b = sink_->OnBegin(in.meta, r); !b.ok()) {
         Fail(h, b, "rejected");
         break;

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "common/kv_key.h"
 #include "kv_store/kv_block.h"
 #include "kv_store/transfer/frame.h"
@@ -38,13 +39,25 @@ class ReceiverSession {
   void OnFrame(const FrameHeader& h, std::shared_ptr<Bytes> body);
   // The connection is gone: every open transfer ends with `status`.
   void OnLost(const absl::Status& status);
+  // False for a BLOCK of a transfer that is not open (NACKed, cancelled or never begun): the
+  // transport reads and discards its body instead of storing it.
+  bool WantsBody(const FrameHeader& h) const;
+  // The earliest deadline of an open transfer (InfiniteFuture when none): the transport waits for
+  // the next frame no longer than this, so a silent sender cannot hold a reservation forever.
+  absl::Time NextDeadline() const;
+  // NACKs and ends (DeadlineExceeded) every open transfer whose deadline is at or before `now`.
+  void ExpireDeadlines(absl::Time now);
 
  private:
   struct Inbound {
     TransferMeta meta;
+    uint64_t sender_epoch = 0;
     uint32_t received = 0;
   };
-  void Fail(const FrameHeader& in, const absl::Status& status, std::string_view reason);
+  // `remember` adds the id to dead_; a stale-epoch NACK does not, so the sender may retry the
+  // same transfer id at the right epoch.
+  void Fail(const FrameHeader& in, const absl::Status& status, std::string_view reason,
+            bool remember = true);
 
   const TransportOptions options_;
   const KvFormat format_;

@@ -3,9 +3,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "glog/logging.h"
 #include "kv_store/transfer/receiver_session.h"
 #include "kv_store/transfer/tcp_socket.h"
@@ -37,10 +42,38 @@ absl::StatusOr<uint16_t> TcpTransport::Listen(const ListenOptions& o, TransferSi
 }
 
 void TcpTransport::AcceptLoop() {
+  absl::Time last_log = absl::InfinitePast();
+  int suppressed = 0;
   while (!rx_stop_) {
+    std::vector<std::thread> done;
+    {
+      absl::MutexLock lock(&rx_mu_);
+      for (std::thread::id id : finished_readers_) {
+        auto it = std::find_if(readers_.begin(), readers_.end(),
+                               [id](const std::thread& t) { return t.get_id() == id; });
+        if (it == readers_.end()) continue;
+        done.push_back(std::move(*it));
+        readers_.erase(it);
+      }
+      finished_readers_.clear();
+    }
+    for (std::thread& t : done) t.join();
+
     absl::StatusOr<int> fd = tcp::Accept(listen_fd_, absl::Milliseconds(20));
     if (!fd.ok()) {
-      LOG(WARNING) << "kv transfer accept: " << fd.status();
+      // EMFILE/ENFILE/ENOBUFS persist until something closes: back off instead of spinning, and
+      // log at most once a second.
+      const absl::Time now = absl::Now();
+      if (now - last_log >= absl::Seconds(1)) {
+        LOG(WARNING) << "kv transfer accept: " << fd.status()
+                     << (suppressed > 0 ? absl::StrCat(" (", suppressed, " more suppressed)")
+                                        : std::string());
+        last_log = now;
+        suppressed = 0;
+      } else {
+        ++suppressed;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
       continue;
     }
     if (*fd < 0) continue;
@@ -71,22 +104,44 @@ void TcpTransport::ReaderLoop(int fd) {
     if (!s.ok()) stream_ok = false;
   };
   ReceiverSession session(options_, listen_.format, sink_, reply);
+  // Reads exactly n bytes, never waiting past the earliest open transfer's deadline: when it
+  // passes, the expired transfers are failed (freeing their reservations) and the read goes on.
+  auto recv = [&](void* data, size_t n) -> absl::Status {
+    size_t have = 0;
+    while (true) {
+      size_t got = 0;
+      absl::Status s = tcp::RecvAll(fd, static_cast<char*>(data) + have, n - have,
+                                    session.NextDeadline(), stop, &got);
+      have += got;
+      if (!absl::IsDeadlineExceeded(s)) return s;
+      session.ExpireDeadlines(absl::Now());
+      if (!stream_ok) return absl::UnavailableError("reply failed");
+    }
+  };
 
   while (stream_ok && !rx_stop_) {
     std::array<uint8_t, kFrameHeaderBytes> head;
-    size_t got = 0;
-    absl::Status s = tcp::RecvAll(fd, head.data(), head.size(), absl::InfiniteFuture(), stop, &got);
-    if (!s.ok()) break;
+    if (!recv(head.data(), head.size()).ok()) break;
     absl::StatusOr<FrameHeader> h = DecodeFrameHeader(head);
     if (!h.ok()) {
       LOG(WARNING) << "kv transfer: closing connection: " << h.status();
       break;
     }
-    auto body = std::make_shared<Bytes>(h->body_bytes);
-    if (h->body_bytes > 0) {
-      s = tcp::RecvAll(fd, body->data(), h->body_bytes, absl::InfiniteFuture(), stop);
+    if (!session.WantsBody(*h)) {
+      // A BLOCK of a transfer already NACKed or cancelled: skip it without storing it.
+      std::array<char, 64 << 10> scratch;
+      uint64_t left = h->body_bytes;
+      absl::Status s;
+      while (left > 0 && s.ok()) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(left, scratch.size()));
+        s = recv(scratch.data(), n);
+        left -= n;
+      }
       if (!s.ok()) break;
+      continue;
     }
+    auto body = std::make_shared<Bytes>(h->body_bytes);
+    if (h->body_bytes > 0 && !recv(body->data(), h->body_bytes).ok()) break;
     session.OnFrame(*h, std::move(body));
   }
   const absl::Status lost =
@@ -96,6 +151,7 @@ void TcpTransport::ReaderLoop(int fd) {
   {
     absl::MutexLock lock(&rx_mu_);
     reader_fds_.erase(fd);
+    finished_readers_.push_back(std::this_thread::get_id());
   }
   close(fd);
 }

@@ -60,7 +60,8 @@ absl::Status WaitFor(int fd, short events, absl::Time deadline, const StopFn& st
 
 }  // namespace
 
-absl::StatusOr<int> Connect(const std::string& host, uint16_t port, absl::Time deadline) {
+absl::StatusOr<int> Connect(const std::string& host, uint16_t port, absl::Time deadline,
+                            const StopFn& stop) {
   absl::StatusOr<sockaddr_in> addr = Resolve(host, port);
   if (!addr.ok()) return addr.status();
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -72,7 +73,13 @@ absl::StatusOr<int> Connect(const std::string& host, uint16_t port, absl::Time d
     close(fd);
     return s;
   }
-  absl::Status ready = WaitFor(fd, POLLOUT, deadline, nullptr);
+  // One attempt never outlasts kConnectLimit, even under an infinite transfer deadline.
+  const absl::Time attempt_end = absl::Now() + kConnectLimit;
+  absl::Status ready = WaitFor(fd, POLLOUT, std::min(deadline, attempt_end), stop);
+  if (absl::IsDeadlineExceeded(ready) && attempt_end < deadline) {
+    ready = absl::UnavailableError(absl::StrCat("connect ", host, ":", port, ": no answer within ",
+                                                absl::FormatDuration(kConnectLimit)));
+  }
   int err = 0;
   socklen_t len = sizeof(err);
   if (ready.ok()) getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);

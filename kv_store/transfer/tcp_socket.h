@@ -22,8 +22,13 @@ namespace tandem::kv::tcp {
 
 using StopFn = std::function<bool()>;
 
-// A connected, non-blocking TCP socket with TCP_NODELAY.
-absl::StatusOr<int> Connect(const std::string& host, uint16_t port, absl::Time deadline);
+// The longest one connect attempt waits, whatever the deadline.
+inline constexpr absl::Duration kConnectLimit = absl::Seconds(10);
+
+// A connected, non-blocking TCP socket with TCP_NODELAY. Gives up at `deadline`, after
+// kConnectLimit (Unavailable), or with Cancelled once `stop` returns true.
+absl::StatusOr<int> Connect(const std::string& host, uint16_t port, absl::Time deadline,
+                            const StopFn& stop = nullptr);
 // A listening, non-blocking socket and its bound port (port 0 picks a free
 // one).
 absl::StatusOr<std::pair<int, uint16_t>> Listen(const std::string& host, uint16_t port);

@@ -206,7 +206,8 @@ absl::StatusOr<TcpTransport::Conn*> TcpTransport::ConnFor(const PeerAddress& dst
     it = conns_.end();
   }
   if (it == conns_.end()) {
-    absl::StatusOr<int> fd = tcp::Connect(dst.host, dst.port, deadline);
+    absl::StatusOr<int> fd = tcp::Connect(dst.host, dst.port, deadline,
+                                             [this] { return hard_stop_.load(); });
     if (!fd.ok()) {
       return absl::Status(fd.status().code(),
                           absl::StrCat("node ", dst.node_id, ": ", fd.status().message()));

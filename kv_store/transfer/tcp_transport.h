@@ -98,6 +98,8 @@ class TcpTransport final : public Transport {
   absl::Mutex rx_mu_;
   std::vector<std::thread> readers_ ABSL_GUARDED_BY(rx_mu_);
   absl::flat_hash_set<int> reader_fds_ ABSL_GUARDED_BY(rx_mu_);
+  // Readers that have returned, joined (reaped) by the accept loop so threads do not pile up.
+  std::vector<std::thread::id> finished_readers_ ABSL_GUARDED_BY(rx_mu_);
   bool shut_down_ = false;
 };
 

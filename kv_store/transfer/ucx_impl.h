@@ -112,6 +112,10 @@ struct UcxTransport::Impl {
   absl::flat_hash_map<ucp_ep_h, std::unique_ptr<UcxInConn>> inconns;
   std::vector<ucp_conn_request_h> conn_requests;
   std::deque<std::unique_ptr<UcxPending>> pending_sends;
+  // Frames of a failed connection whose rendezvous receive is still in flight: UCX writes into
+  // their body and calls OnRecvData with their address, so they live until it has (or until the
+  // worker is destroyed).
+  std::vector<std::shared_ptr<UcxInFrame>> orphan_frames;
   std::vector<void*> closing;
   struct Active {
     std::shared_ptr<UcxOutbound> x;

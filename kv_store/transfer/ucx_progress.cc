@@ -89,6 +89,8 @@ ucs_status_t UcxTransport::Impl::HandleFrame(const void* header, size_t header_l
                                              size_t length, const ucp_am_recv_param_t* param) {
   if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || sink == nullptr) return UCS_OK;
   UcxInConn* c = ConnOf(param->reply_ep);
+  // A failed connection's stream is no longer framed; its later frames are dropped.
+  if (c->closed || c->failed) return UCS_OK;
   absl::StatusOr<FrameHeader> h =
       DecodeFrameHeader(absl::MakeConstSpan(static_cast<const uint8_t*>(header), header_length));
   if (!h.ok() || h->body_bytes != length) {
@@ -195,13 +197,23 @@ bool UcxTransport::Impl::ProcessInbound() {
       busy = true;
     }
     if (!c->pending.empty()) busy = true;
+    // A silent sender must not hold a sink reservation past the transfer's deadline.
+    if (!c->failed && !rx_stop && c->session->NextDeadline() <= absl::Now()) {
+      c->session->ExpireDeadlines(absl::Now());
+    }
     if (c->failed) {
       c->session->OnLost(absl::UnavailableError("connection to the sender lost mid-transfer"));
       c->closed = true;
+      for (std::shared_ptr<UcxInFrame>& f : c->pending) {
+        if (!f->ready && !f->failed) orphan_frames.push_back(std::move(f));
+      }
       c->pending.clear();
       CloseEp(c->ep, /*force=*/true);
     }
   }
+  std::erase_if(orphan_frames, [](const std::shared_ptr<UcxInFrame>& f) {
+    return f->ready || f->failed;
+  });
   return busy;
 }
 
@@ -489,6 +501,9 @@ void UcxTransport::Impl::Loop() {
   // Destroying the worker closes its sockets, so peers see the close even over shm lanes.
   ucp_worker_destroy(worker);
   worker = nullptr;
+  // The worker is gone, so no receive can still complete into these.
+  orphan_frames.clear();
+  for (auto& [ep, c] : inconns) c->pending.clear();
 }
 
 }  // namespace tandem::kv

@@ -4,6 +4,7 @@
 // hostile frames are rejected with InvalidArgument, never a crash; the bodies
 // round-trip.
 #include <string>
+#include <vector>
 
 #include "common/hash.h"
 #include "gtest/gtest.h"
@@ -114,6 +115,43 @@ TEST(TransportFrameTest, BeginBodyRoundTripsAndRejectsGarbage) {
   wrong_count.replace(wrong_count.find("\"block_count\":2"), 15, "\"block_count\":3");
   EXPECT_THAT(DecodeBeginBody(wrong_count, &got, &r),
               StatusIs(absl::StatusCode::kInvalidArgument, "block_count 3"));
+}
+
+TEST(TransportFrameTest, BlockCountOver32BitsIsRejectedNotTruncated) {
+  TransferMeta meta;
+  meta.block_count = 1;
+  meta.keys = {NextBlockKey(BlockKey{}, std::vector<KvTokenId>{1})};
+  std::string body = EncodeBeginBody(meta, 1);
+  // 2^32 + 1 would truncate to 1 and match the single key.
+  body.replace(body.find("\"block_count\":1"), 15, "\"block_count\":4294967297");
+  TransferMeta got;
+  ReservationId r = 0;
+  EXPECT_THAT(DecodeBeginBody(body, &got, &r),
+              StatusIs(absl::StatusCode::kInvalidArgument, "block_count 4294967297"));
+}
+
+TEST(TransportFrameTest, BodyLengthIsCappedPerFrameType) {
+  auto decode = [](FrameType type, uint64_t body_bytes) {
+    FrameHeader h = Sample();
+    h.type = type;
+    h.body_bytes = body_bytes;
+    return DecodeFrameHeader(EncodeFrameHeader(h)).status();
+  };
+  EXPECT_OK(decode(FrameType::kBegin, kMaxControlBody));
+  EXPECT_THAT(decode(FrameType::kBegin, uint64_t{3} << 30),
+              StatusIs(absl::StatusCode::kInvalidArgument, "for BEGIN"));
+  EXPECT_THAT(decode(FrameType::kAck, kMaxControlBody + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, "body_bytes"));
+  EXPECT_THAT(decode(FrameType::kNack, kMaxControlBody + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, "body_bytes"));
+  EXPECT_OK(decode(FrameType::kEnd, 8));
+  EXPECT_THAT(decode(FrameType::kEnd, 9), StatusIs(absl::StatusCode::kInvalidArgument, "END"));
+  EXPECT_OK(decode(FrameType::kCancel, 0));
+  EXPECT_THAT(decode(FrameType::kCancel, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, "CANCEL"));
+  EXPECT_OK(decode(FrameType::kBlock, kMaxBlockBody));
+  EXPECT_THAT(decode(FrameType::kBlock, kMaxBlockBody + 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, "BLOCK"));
 }
 
 TEST(TransportFrameTest, EndAndReplyBodies) {

@@ -10,13 +10,16 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/status.h"
 #include "gtest/gtest.h"
 #include "kv_store/transfer/frame.h"
 #include "kv_store/transfer/tcp_socket.h"
@@ -362,6 +365,140 @@ TEST(TcpTransportRawTest, TruncatedStreamAndGarbageAreContained) {
   EXPECT_OK(sender.Wait(t, absl::Now() + absl::Seconds(10)));
   EXPECT_OK(sender.Shutdown(absl::Seconds(1)));
   EXPECT_OK(receiver.Shutdown(absl::Seconds(1)));
+}
+
+// A raw TCP peer speaking frames to a TcpTransport receiver.
+class TcpRawPeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    format_ = TransportTestFormat(dims_.tokens);
+    ListenOptions lo;
+    lo.format = format_;
+    ASSERT_OK_AND_ASSIGN(port_, receiver_.Listen(lo, &sink_));
+    ASSERT_OK_AND_ASSIGN(blocks_, PatternBlocks(format_, 2, dims_));
+  }
+  void TearDown() override { EXPECT_OK(receiver_.Shutdown(absl::Seconds(1))); }
+
+  absl::StatusOr<int> Connect() {
+    return tcp::Connect("127.0.0.1", port_, absl::Now() + absl::Seconds(5));
+  }
+  static void SendFrame(int fd, FrameHeader h, std::string_view body) {
+    h.body_bytes = body.size();
+    const auto head = EncodeFrameHeader(h);
+    ASSERT_OK(tcp::SendAll(fd, head.data(), head.size(), absl::Now() + absl::Seconds(5), nullptr));
+    ASSERT_OK(tcp::SendAll(fd, body.data(), body.size(), absl::Now() + absl::Seconds(5), nullptr));
+  }
+  // The next ACK/NACK on fd.
+  static absl::StatusOr<Reply> ReadReply(int fd) {
+    std::array<uint8_t, kFrameHeaderBytes> head;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    TANDEM_RETURN_IF_ERROR(tcp::RecvAll(fd, head.data(), head.size(), deadline, nullptr));
+    TANDEM_ASSIGN_OR_RETURN(FrameHeader h, DecodeFrameHeader(head));
+    std::string body(h.body_bytes, '\0');
+    TANDEM_RETURN_IF_ERROR(tcp::RecvAll(fd, body.data(), body.size(), deadline, nullptr));
+    return DecodeReplyBody(body);
+  }
+  FrameHeader Header(FrameType type, const TransferId& id, uint64_t receiver_epoch = 21) const {
+    FrameHeader h;
+    h.type = type;
+    h.id = id;
+    h.sender_epoch = 11;
+    h.receiver_epoch = receiver_epoch;
+    return h;
+  }
+  std::string Begin(absl::Time deadline = absl::InfiniteFuture()) const {
+    TransferMeta meta;
+    meta.block_count = 2;
+    meta.keys = {blocks_[0].key(), blocks_[1].key()};
+    meta.deadline = deadline;
+    return EncodeBeginBody(meta, 1);
+  }
+  std::string_view BlockBody(int i) const {
+    return std::string_view(reinterpret_cast<const char*>(blocks_[i].bytes().data()),
+                            blocks_[i].size());
+  }
+
+  PatternDims dims_;
+  KvFormat format_;
+  RecordingSink sink_;
+  TcpTransport receiver_{TransportOptions{"decode-0", 21}};
+  uint16_t port_ = 0;
+  std::vector<KvBlock> blocks_;
+};
+
+// A header announcing a 3 GiB BEGIN body is rejected before any allocation: that connection is
+// closed and the receiver keeps serving others.
+TEST_F(TcpRawPeerTest, HugeBodyLengthClosesOnlyThatConnection) {
+  ASSERT_OK_AND_ASSIGN(int bad, Connect());
+  FrameHeader h = Header(FrameType::kBegin, TransferId::Random());
+  h.body_bytes = uint64_t{3} << 30;
+  const auto head = EncodeFrameHeader(h);
+  ASSERT_OK(tcp::SendAll(bad, head.data(), head.size(), absl::Now() + absl::Seconds(5), nullptr));
+  char c;
+  EXPECT_THAT(tcp::RecvAll(bad, &c, 1, absl::Now() + absl::Seconds(10), nullptr),
+              StatusIs(absl::StatusCode::kUnavailable));
+  close(bad);
+
+  ASSERT_OK_AND_ASSIGN(int fd, Connect());
+  const TransferId id = TransferId::Random();
+  SendFrame(fd, Header(FrameType::kBegin, id), Begin());
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(0));
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(1));
+  SendFrame(fd, Header(FrameType::kEnd, id), EncodeEndBody(2));
+  ASSERT_OK_AND_ASSIGN(Reply r, ReadReply(fd));
+  EXPECT_OK(r.status);
+  close(fd);
+}
+
+// A sender that sends BEGIN and then goes silent does not hold the sink's reservation past the
+// transfer's deadline.
+TEST_F(TcpRawPeerTest, SilentSenderIsFailedAtTheDeadline) {
+  ASSERT_OK_AND_ASSIGN(int fd, Connect());
+  const TransferId id = TransferId::Random();
+  SendFrame(fd, Header(FrameType::kBegin, id), Begin(absl::Now() + absl::Milliseconds(500)));
+  std::optional<absl::Status> end = sink_.AwaitEnd(id);
+  ASSERT_TRUE(end.has_value()) << "the silent transfer was never ended";
+  EXPECT_THAT(*end, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  ASSERT_OK_AND_ASSIGN(Reply r, ReadReply(fd));
+  EXPECT_THAT(r.status, StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_EQ(r.reason, "deadline");
+  close(fd);
+}
+
+// A BEGIN NACKed for a stale receiver epoch may be retried with the same id at the right epoch.
+TEST_F(TcpRawPeerTest, StaleEpochNackAllowsRetryWithTheSameId) {
+  ASSERT_OK_AND_ASSIGN(int fd, Connect());
+  const TransferId id = TransferId::Random();
+  SendFrame(fd, Header(FrameType::kBegin, id, /*receiver_epoch=*/20), Begin());
+  ASSERT_OK_AND_ASSIGN(Reply stale, ReadReply(fd));
+  EXPECT_EQ(stale.reason, "stale_epoch");
+  SendFrame(fd, Header(FrameType::kBegin, id), Begin());
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(0));
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(1));
+  SendFrame(fd, Header(FrameType::kEnd, id), EncodeEndBody(2));
+  ASSERT_OK_AND_ASSIGN(Reply r, ReadReply(fd));
+  EXPECT_OK(r.status) << r.reason;
+  close(fd);
+}
+
+// A BLOCK of a transfer that is not open is skipped (not stored) and the stream stays framed.
+TEST_F(TcpRawPeerTest, BlockOfUnknownTransferIsSkipped) {
+  ASSERT_OK_AND_ASSIGN(int fd, Connect());
+  SendFrame(fd, Header(FrameType::kBlock, TransferId::Random()), BlockBody(0));
+  const TransferId id = TransferId::Random();
+  SendFrame(fd, Header(FrameType::kBegin, id), Begin());
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(0));
+  SendFrame(fd, Header(FrameType::kBlock, id), BlockBody(1));
+  SendFrame(fd, Header(FrameType::kEnd, id), EncodeEndBody(2));
+  ASSERT_OK_AND_ASSIGN(Reply r, ReadReply(fd));
+  EXPECT_OK(r.status) << r.reason;
+  close(fd);
+}
+
+// Connect gives up once its stop predicate is set, whatever the deadline.
+TEST_F(TcpRawPeerTest, ConnectHonoursStop) {
+  EXPECT_THAT(tcp::Connect("127.0.0.1", port_, absl::InfiniteFuture(), [] { return true; }),
+              StatusIs(absl::StatusCode::kCancelled));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, TransportTest, ::testing::ValuesIn(AvailableTransports()),
