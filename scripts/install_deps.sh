@@ -3,7 +3,7 @@
 # package is already installed. Run as root.
 set -euo pipefail
 PACKAGES=(
-  build-essential cmake ninja-build ccache pkg-config git python3 python3-venv unzip curl
+  build-essential cmake ninja-build ccache pkg-config git python3 python3-pip python3-venv unzip curl
   libabsl-dev libgoogle-glog-dev nlohmann-json3-dev libcpp-httplib-dev prometheus-cpp-dev
   libxxhash-dev libssl-dev zlib1g-dev liblz4-dev libzstd-dev libfmt-dev
   librocksdb-dev libhiredis-dev libucx-dev ucx-utils redis-server prometheus
