@@ -77,22 +77,7 @@ TcpTransport::~TcpTransport() {
 // Sender side.
 
 absl::StatusOr<TransferHandle> TcpTransport::Post(TransferDesc desc) {
-  if (desc.deadline == absl::InfinitePast()) {
-    return absl::InvalidArgumentError("TransferDesc.deadline is mandatory");
-  }
-  if (desc.blocks.empty()) return absl::InvalidArgumentError("TransferDesc.blocks is empty");
-  if (desc.dst.port == 0) return absl::InvalidArgumentError("TransferDesc.dst.port is 0");
-  desc.meta.id = desc.id;
-  desc.meta.block_count = static_cast<uint32_t>(desc.blocks.size());
-  desc.meta.total_bytes = 0;
-  desc.meta.keys.clear();
-  desc.meta.deadline = desc.deadline;
-  for (const KvBlock& b : desc.blocks) {
-    if (b.size() == 0)
-      return absl::InvalidArgumentError("TransferDesc.blocks holds an empty block");
-    desc.meta.total_bytes += b.size();
-    desc.meta.keys.push_back(b.key());
-  }
+  TANDEM_RETURN_IF_ERROR(PrepareTransferDesc(desc));
   auto x = std::make_shared<Outbound>();
   x->desc = std::move(desc);
   absl::MutexLock lock(&mu_);
@@ -191,13 +176,7 @@ void TcpTransport::SenderLoop() {
 
 absl::StatusOr<TcpTransport::Conn*> TcpTransport::ConnFor(const PeerAddress& dst,
                                                           absl::Time deadline) {
-  uint64_t& newest = newest_epoch_[dst.node_id];
-  if (dst.epoch < newest) {
-    return absl::AbortedError(absl::StrCat("peer epoch changed: node ", dst.node_id,
-                                           " is at epoch ", newest, ", transfer addressed to ",
-                                           dst.epoch));
-  }
-  newest = dst.epoch;
+  TANDEM_RETURN_IF_ERROR(peer_epochs_.Admit(dst));
   auto it = conns_.find(dst.node_id);
   if (it != conns_.end() && (it->second.epoch != dst.epoch || it->second.host != dst.host ||
                              it->second.port != dst.port || tcp::PeerClosed(it->second.fd))) {

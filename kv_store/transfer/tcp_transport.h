@@ -87,7 +87,7 @@ class TcpTransport final : public Transport {
 
   // Only the sender thread touches these.
   absl::flat_hash_map<std::string, Conn> conns_;
-  absl::flat_hash_map<std::string, uint64_t> newest_epoch_;
+  PeerEpochs peer_epochs_;
 
   // Receiver.
   ListenOptions listen_;

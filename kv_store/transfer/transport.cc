@@ -64,4 +64,36 @@ std::vector<std::string> AvailableTransports() {
 #endif
 }
 
+absl::Status PrepareTransferDesc(TransferDesc& desc) {
+  if (desc.deadline == absl::InfinitePast()) {
+    return absl::InvalidArgumentError("TransferDesc.deadline is mandatory");
+  }
+  if (desc.blocks.empty()) return absl::InvalidArgumentError("TransferDesc.blocks is empty");
+  if (desc.dst.port == 0) return absl::InvalidArgumentError("TransferDesc.dst.port is 0");
+  desc.meta.id = desc.id;
+  desc.meta.block_count = static_cast<uint32_t>(desc.blocks.size());
+  desc.meta.total_bytes = 0;
+  desc.meta.keys.clear();
+  desc.meta.deadline = desc.deadline;
+  for (const KvBlock& b : desc.blocks) {
+    if (b.size() == 0) {
+      return absl::InvalidArgumentError("TransferDesc.blocks holds an empty block");
+    }
+    desc.meta.total_bytes += b.size();
+    desc.meta.keys.push_back(b.key());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PeerEpochs::Admit(const PeerAddress& dst) {
+  uint64_t& newest = newest_[dst.node_id];
+  if (dst.epoch < newest) {
+    return absl::AbortedError(absl::StrCat("peer epoch changed: node ", dst.node_id,
+                                           " is at epoch ", newest, ", transfer addressed to ",
+                                           dst.epoch));
+  }
+  newest = dst.epoch;
+  return absl::OkStatus();
+}
+
 }  // namespace tandem::kv

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -146,5 +147,22 @@ absl::StatusOr<std::unique_ptr<Transport>> NewTransport(std::string_view name,
                                                         const TransportOptions& options);
 // The transports this build has, "tcp" first.
 std::vector<std::string> AvailableTransports();
+
+// ---- Shared by the Transport implementations (so TCP and UCX accept and refuse the same). ----
+
+// Post()'s checks (a deadline, at least one non-empty block, a destination port) and the derived
+// TransferMeta fields (id, block count, total bytes, keys, deadline). InvalidArgument naming the
+// field.
+absl::Status PrepareTransferDesc(TransferDesc& desc);
+
+// The newest epoch seen per peer node. Not thread-safe: the owning transport's lock guards it.
+class PeerEpochs {
+ public:
+  // kAborted "peer epoch changed" for an epoch older than one already seen; otherwise records it.
+  absl::Status Admit(const PeerAddress& dst);
+
+ private:
+  absl::flat_hash_map<std::string, uint64_t> newest_;
+};
 
 }  // namespace tandem::kv

@@ -108,7 +108,7 @@ struct UcxTransport::Impl {
   // Progress thread only.
   absl::flat_hash_map<std::string, std::unique_ptr<UcxPeerConn>> conns;
   std::vector<std::unique_ptr<UcxPeerConn>> dropped;  // kept: UCX may still call their handlers
-  absl::flat_hash_map<std::string, uint64_t> newest_epoch;
+  PeerEpochs peer_epochs;
   absl::flat_hash_map<ucp_ep_h, std::unique_ptr<UcxInConn>> inconns;
   std::vector<ucp_conn_request_h> conn_requests;
   std::deque<std::unique_ptr<UcxPending>> pending_sends;

@@ -260,13 +260,7 @@ void UcxTransport::Impl::DropConn(const std::string& node) {
 }
 
 absl::StatusOr<UcxPeerConn*> UcxTransport::Impl::ConnFor(const PeerAddress& dst) {
-  uint64_t& newest = newest_epoch[dst.node_id];
-  if (dst.epoch < newest) {
-    return absl::AbortedError(absl::StrCat("peer epoch changed: node ", dst.node_id,
-                                           " is at epoch ", newest, ", transfer addressed to ",
-                                           dst.epoch));
-  }
-  newest = dst.epoch;
+  TANDEM_RETURN_IF_ERROR(peer_epochs.Admit(dst));
   auto it = conns.find(dst.node_id);
   if (it != conns.end() && (it->second->failed || it->second->epoch != dst.epoch ||
                             it->second->host != dst.host || it->second->port != dst.port)) {

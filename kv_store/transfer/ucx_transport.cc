@@ -106,22 +106,7 @@ absl::StatusOr<uint16_t> UcxTransport::Listen(const ListenOptions& o, TransferSi
 }
 
 absl::StatusOr<TransferHandle> UcxTransport::Post(TransferDesc desc) {
-  if (desc.deadline == absl::InfinitePast()) {
-    return absl::InvalidArgumentError("TransferDesc.deadline is mandatory");
-  }
-  if (desc.blocks.empty()) return absl::InvalidArgumentError("TransferDesc.blocks is empty");
-  if (desc.dst.port == 0) return absl::InvalidArgumentError("TransferDesc.dst.port is 0");
-  desc.meta.id = desc.id;
-  desc.meta.block_count = static_cast<uint32_t>(desc.blocks.size());
-  desc.meta.total_bytes = 0;
-  desc.meta.keys.clear();
-  desc.meta.deadline = desc.deadline;
-  for (const KvBlock& b : desc.blocks) {
-    if (b.size() == 0)
-      return absl::InvalidArgumentError("TransferDesc.blocks holds an empty block");
-    desc.meta.total_bytes += b.size();
-    desc.meta.keys.push_back(b.key());
-  }
+  TANDEM_RETURN_IF_ERROR(PrepareTransferDesc(desc));
   auto x = std::make_shared<UcxOutbound>();
   x->desc = std::move(desc);
   absl::MutexLock lock(&impl_->mu);
