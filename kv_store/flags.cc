@@ -18,6 +18,10 @@ TANDEM_FLAG(int64_t, kv_write_behind_bytes, int64_t{256} << 20,
 TANDEM_FLAG(int32_t, kv_prefetch_threads, 2, "Threads serving KV prefetches.");
 TANDEM_FLAG(std::string, kv_namespace, "", "Tenant namespace of KV keys (cluster-wide).");
 TANDEM_FLAG(int32_t, kv_block_tokens, 256, "Tokens per KV block (cluster-wide).");
+TANDEM_FLAG(std::string, transport, "tcp",
+            "KV data plane between prefill and decode nodes: tcp, or ucx when built with UCX.");
+TANDEM_FLAG(int32_t, kv_transfer_timeout_ms, 5000,
+            "Deadline of one request's KV transfer, prefill node to decode node (ms).");
 
 namespace tandem::kv {
 
@@ -55,5 +59,25 @@ KvStoreOptions KvStoreOptionsFromFlags() {
 
 std::string KvNamespaceFromFlags() { return GetFlag(FLAGS_kv_namespace); }
 int32_t KvBlockTokensFromFlags() { return GetFlag(FLAGS_kv_block_tokens); }
+
+}  // namespace tandem::kv
+
+namespace tandem::kv {
+
+absl::StatusOr<DataPlaneOptions> DataPlaneOptionsFromFlags() {
+  DataPlaneOptions o;
+  o.transport = GetFlag(FLAGS_transport);
+  if (o.transport != "tcp" && o.transport != "ucx") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--transport=", o.transport, ": must be tcp or ucx"));
+  }
+  const int32_t ms = GetFlag(FLAGS_kv_transfer_timeout_ms);
+  if (ms <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_transfer_timeout_ms=", ms, ": must be > 0"));
+  }
+  o.transfer_timeout = absl::Milliseconds(ms);
+  return o;
+}
 
 }  // namespace tandem::kv

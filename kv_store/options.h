@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace tandem::kv {
@@ -53,4 +54,14 @@ namespace tandem::kv {
 // --kv_block_tokens. (--kv_dtype, --model and the latent flags are declared by their owners.)
 std::string KvNamespaceFromFlags();
 int32_t KvBlockTokensFromFlags();
+}  // namespace tandem::kv
+
+namespace tandem::kv {
+// The data plane a node uses for KV transfers: --transport, --kv_transfer_timeout_ms.
+struct DataPlaneOptions {
+  std::string transport = "tcp";  // "tcp" | "ucx"
+  absl::Duration transfer_timeout = absl::Seconds(5);
+};
+// InvalidArgument naming the flag on a bad value.
+absl::StatusOr<DataPlaneOptions> DataPlaneOptionsFromFlags();
 }  // namespace tandem::kv

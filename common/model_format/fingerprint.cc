@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "common/status.h"
 
 namespace tandem::format {
 namespace {
@@ -123,6 +124,20 @@ Fingerprint ModelFingerprint(const GgufFile& file) {
     h.Pod<uint64_t>(Xxh3_64(data.data(), data.size()));
   }
   return h.Finish();
+}
+
+absl::StatusOr<std::string> VocabFingerprintHex(const GgufFile& file) {
+  TANDEM_ASSIGN_OR_RETURN(const GgufArray* tokens, file.GetArray("tokenizer.ggml.tokens"));
+  if (tokens->element_type != GgufValueType::kString) {
+    return absl::InvalidArgumentError("tokenizer.ggml.tokens is not a string array");
+  }
+  Sha256Hasher hasher;
+  for (std::string_view token : tokens->strings) {
+    const uint64_t size = token.size();
+    hasher.Update(&size, sizeof(size));
+    hasher.Update(token);
+  }
+  return HexEncode(hasher.Finish());
 }
 
 }  // namespace tandem::format

@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/statusor.h"
 #include "common/model_format/gguf.h"
 
 namespace tandem::format {
@@ -31,5 +32,10 @@ struct Fingerprint {
 };
 
 Fingerprint ModelFingerprint(const GgufFile& file);
+
+// SHA-256 hex over the vocabulary (tokenizer.ggml.tokens, each string length-prefixed): what a
+// router and its nodes compare so that token ids mean the same text on both sides, without
+// reading the weights. InvalidArgument when the file has no token list.
+absl::StatusOr<std::string> VocabFingerprintHex(const GgufFile& file);
 
 }  // namespace tandem::format

@@ -5,8 +5,6 @@
 
 namespace tandem::model {
 
-TANDEM_FLAG(std::string, model, "models/SmolLM2-135M-Instruct.Q4_1.gguf",
-            "Path of the GGUF model file (scripts/setup.sh puts SmolLM2 there).");
 TANDEM_FLAG(std::string, backend, "cpu", "Kernel backend: cpu, cpu_ref (naive reference) or cuda:N.");
 TANDEM_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0 = every hardware thread.");
 TANDEM_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32 (exact, 2x memory).");

@@ -8,11 +8,13 @@
 
 #include "absl/status/statusor.h"
 #include "common/flags.h"
+#include "common/model_format/flags.h"
 #include "kernels/model/model_runner.h"
 
 namespace tandem::model {
 
-TANDEM_DECLARE_FLAG(std::string, model);
+// --model lives in common/model_format/flags.h (the router reads it too).
+using format::FLAGS_model;
 TANDEM_DECLARE_FLAG(std::string, backend);
 TANDEM_DECLARE_FLAG(int32_t, threads);
 

@@ -1,5 +1,7 @@
 #include "kernels/model/kv_cache.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
@@ -21,6 +23,8 @@ absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(
   }
   auto cache = std::unique_ptr<PagedKvCache>(new PagedKvCache());
   cache->options_ = options;
+  cache->backend_ = &backend;
+  cache->row_bytes_ = DTypeRowBytes(options.dtype, int64_t{config.n_kv_heads} * config.head_dim);
   cache->pages_per_seq_ = (options.max_seq_tokens + options.page_tokens - 1) / options.page_tokens;
   const int64_t elem = DTypeBlockBytes(options.dtype);
   const int64_t pool_bytes = int64_t{options.num_pages} * options.page_tokens *
@@ -90,5 +94,71 @@ int32_t PagedKvCache::Slot(SeqId seq, int32_t pos) const {
 }
 
 int64_t PagedKvCache::bytes() const { return buffer_.bytes(); }
+
+absl::Status PagedKvCache::CheckHostTokens(SeqId seq, int layer, int32_t begin,
+                                           const TensorView& k, const TensorView& v) const {
+  if (!IsLive(seq)) return absl::InvalidArgumentError(absl::StrCat("kv cache: no sequence ", seq));
+  if (layer < 0 || layer >= static_cast<int>(k_pools_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("kv cache: no layer ", layer));
+  }
+  const TensorView& pool = k_pools_[layer];
+  for (const TensorView* t : {&k, &v}) {
+    if (t->dtype != options_.dtype || t->ndim != 3 || t->shape[1] != pool.shape[2] ||
+        t->shape[2] != pool.shape[3] || !t->is_contiguous() || t->device.kind != DeviceKind::kCpu) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv cache: host KV must be contiguous ", AV(DTypeName(options_.dtype)), " [tokens, ",
+          pool.shape[2], ", ", pool.shape[3], "] in CPU memory, got ", AV(t->DebugString())));
+    }
+  }
+  if (k.shape[0] != v.shape[0]) {
+    return absl::InvalidArgumentError("kv cache: K and V hold different token counts");
+  }
+  const int64_t end = int64_t{begin} + k.shape[0];
+  const int64_t reserved = int64_t{options_.page_tokens} * seqs_[seq].pages.size();
+  if (begin < 0 || end > reserved) {
+    return absl::InvalidArgumentError(absl::StrCat("kv cache: positions [", begin, ", ", end,
+                                                   ") outside the ", reserved,
+                                                   " reserved positions of sequence ", seq));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PagedKvCache::ReadTokens(SeqId seq, int layer, int32_t begin, TensorView k_out,
+                                      TensorView v_out) const {
+  TANDEM_RETURN_IF_ERROR(CheckHostTokens(seq, layer, begin, k_out, v_out));
+  const int32_t n = static_cast<int32_t>(k_out.shape[0]);
+  const int32_t pt = options_.page_tokens;
+  for (int32_t i = 0; i < n;) {
+    const int32_t pos = begin + i;
+    const int32_t run = std::min(n - i, pt - pos % pt);  // positions left in this page
+    const int64_t offset = int64_t{Slot(seq, pos)} * row_bytes_;
+    for (int kv = 0; kv < 2; ++kv) {
+      const char* src = static_cast<const char*>((kv == 0 ? k_pools_ : v_pools_)[layer].data);
+      char* dst = static_cast<char*>((kv == 0 ? k_out : v_out).data) + int64_t{i} * row_bytes_;
+      TANDEM_RETURN_IF_ERROR(backend_->CopyToHost(dst, src + offset, run * row_bytes_));
+    }
+    i += run;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PagedKvCache::WriteTokens(SeqId seq, int layer, int32_t begin, const TensorView& k,
+                                       const TensorView& v) {
+  TANDEM_RETURN_IF_ERROR(CheckHostTokens(seq, layer, begin, k, v));
+  const int32_t n = static_cast<int32_t>(k.shape[0]);
+  const int32_t pt = options_.page_tokens;
+  for (int32_t i = 0; i < n;) {
+    const int32_t pos = begin + i;
+    const int32_t run = std::min(n - i, pt - pos % pt);
+    const int64_t offset = int64_t{Slot(seq, pos)} * row_bytes_;
+    for (int kv = 0; kv < 2; ++kv) {
+      char* dst = static_cast<char*>((kv == 0 ? k_pools_ : v_pools_)[layer].data);
+      const char* src = static_cast<const char*>((kv == 0 ? k : v).data) + int64_t{i} * row_bytes_;
+      TANDEM_RETURN_IF_ERROR(backend_->CopyToDevice(dst + offset, src, run * row_bytes_));
+    }
+    i += run;
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace tandem::model

@@ -48,6 +48,16 @@ class PagedKvCache {
   int32_t Slot(SeqId seq, int32_t pos) const;
   const std::vector<int32_t>& PageTable(SeqId seq) const { return seqs_[seq].pages; }
 
+  // Copies the KV of positions [begin, begin + k_out.shape[0]) of `seq` in `layer` into host
+  // tensors of [tokens, n_kv_heads, head_dim] in the cache's dtype (a KV block's layout), and
+  // back. How a prefill node exports a request's KV and a decode node imports it. InvalidArgument
+  // for shapes, dtypes or positions that do not fit; WriteTokens needs Reserve() first and does
+  // not change Length().
+  absl::Status ReadTokens(SeqId seq, int layer, int32_t begin, TensorView k_out,
+                          TensorView v_out) const;
+  absl::Status WriteTokens(SeqId seq, int layer, int32_t begin, const TensorView& k,
+                           const TensorView& v);
+
   TensorView k_pool(int layer) const { return k_pools_[layer]; }
   TensorView v_pool(int layer) const { return v_pools_[layer]; }
   const KvCacheOptions& options() const { return options_; }
@@ -63,6 +73,11 @@ class PagedKvCache {
   };
   PagedKvCache() = default;
 
+  absl::Status CheckHostTokens(SeqId seq, int layer, int32_t begin, const TensorView& k,
+                               const TensorView& v) const;
+
+  kernels::KernelBackend* backend_ = nullptr;
+  int64_t row_bytes_ = 0;  // one token of one layer's K (or V): n_kv_heads * head_dim elements
   KvCacheOptions options_;
   int32_t pages_per_seq_ = 0;
   kernels::DeviceBuffer buffer_;
