@@ -1,0 +1,275 @@
+#include "decode_node/decode_service.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/hash.h"
+#include "common/model_format/fingerprint.h"
+#include "common/model_format/model_config.h"
+#include "common/status.h"
+#include "glog/logging.h"
+#include "kernels/backend.h"
+
+namespace tandem::decode {
+namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+absl::Status CheckSampling(const node_api::Sampling& s) {
+  if (!(s.temperature >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature ", s.temperature,
+                                                   " must be >= 0"));
+  }
+  if (!(s.top_p > 0 && s.top_p <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p ", s.top_p,
+                                                   " must be in (0, 1]"));
+  }
+  if (s.top_k < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_k ", s.top_k, " must be >= 0"));
+  }
+  return absl::OkStatus();
+}
+
+node_api::DecodeEvent Done(const char* reason, int64_t completion_tokens, absl::Time ready_at) {
+  node_api::DecodeEvent e;
+  e.kind = node_api::DecodeEvent::Kind::kDone;
+  e.finish_reason = reason;
+  e.completion_tokens = completion_tokens;
+  e.timings.decode_queue =
+      absl::ToDoubleMilliseconds(std::max(absl::Now() - ready_at, absl::ZeroDuration()));
+  return e;
+}
+
+}  // namespace
+
+DecodeCall::~DecodeCall() {
+  if (!released_) table_->Release(claim_.id);
+}
+
+DecodeService::DecodeService(const DecodeOptions& options, MetricsRegistry* metrics,
+                             const ReservationLimits& limits)
+    : options_(options),
+      metrics_(*metrics, options.transport),
+      reservations_(limits, &metrics_) {}
+
+DecodeService::~DecodeService() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const DecodeOptions& options,
+                                                                     MetricsRegistry* metrics) {
+  TANDEM_RETURN_IF_ERROR(options.Validate());
+  if (!FileExists(options.model_path)) {
+    return absl::NotFoundError(absl::StrCat("--model: no such file '", options.model_path,
+                                            "' (run scripts/setup.sh, or pass --model PATH)"));
+  }
+  TANDEM_ASSIGN_OR_RETURN(format::GgufFile gguf_file, format::GgufFile::Open(options.model_path));
+  auto gguf = std::make_unique<format::GgufFile>(std::move(gguf_file));
+  TANDEM_ASSIGN_OR_RETURN(format::ModelConfig config, format::ModelConfigFromGguf(*gguf));
+
+  model::RunnerOptions runner_options = options.runner;
+  runner_options.max_seqs = options.max_seqs;
+  runner_options.kv_capacity_tokens = options.kv_capacity_tokens;
+  ReservationLimits limits;
+  limits.max_seqs = options.max_seqs;
+  limits.page_tokens = runner_options.page_tokens;
+  // The runner's pool rounds capacity up to whole pages; reservations count the same pages.
+  limits.capacity_pages =
+      (int64_t{options.kv_capacity_tokens} + runner_options.page_tokens - 1) /
+      runner_options.page_tokens;
+  limits.context_length = config.context_length;
+  limits.ttl = options.reservation_ttl;
+
+  auto service = std::unique_ptr<DecodeService>(new DecodeService(options, metrics, limits));
+  TANDEM_ASSIGN_OR_RETURN(kernels::KernelBackend * backend, kernels::GetBackend(options.backend));
+  TANDEM_ASSIGN_OR_RETURN(service->runner_,
+                          model::ModelRunner::Create(*gguf, *backend, runner_options));
+
+  KvFormat& f = service->kv_format_;
+  f.model = format::ModelFingerprint(*gguf).bytes;
+  f.dtype = runner_options.kv_dtype;
+  f.block_tokens = options.kv_block_tokens;
+  f.ns = options.kv_namespace;
+  TANDEM_RETURN_IF_ERROR(f.Validate());
+  const std::string encoded = f.Encode();
+  service->kv_format_hex_ = HexEncode(absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  TANDEM_ASSIGN_OR_RETURN(service->vocab_fingerprint_, format::VocabFingerprintHex(*gguf));
+  service->gguf_ = std::move(gguf);
+
+  DecodeService* self = service.get();
+  service->batcher_ = std::make_unique<Batcher>(
+      *service->runner_, &service->metrics_,
+      [self](uint64_t reservation_id) { self->reservations_.Release(reservation_id); });
+
+  TANDEM_ASSIGN_OR_RETURN(service->transport_,
+                          kv::NewTransport(options.transport, {options.node_id, options.epoch}));
+  kv::ListenOptions listen;
+  listen.host = options.data_host;
+  listen.port = static_cast<uint16_t>(options.data_port);
+  listen.format = service->kv_format_;
+  TANDEM_ASSIGN_OR_RETURN(service->data_port_,
+                          service->transport_->Listen(listen, &service->reservations_));
+  LOG(INFO) << "node=" << options.node_id << " decode service up: model " << options.model_path
+            << ", " << options.max_seqs << " sequences, " << options.kv_capacity_tokens
+            << " KV tokens (" << service->runner_->kv_cache().bytes() << " bytes), "
+            << options.transport << " data plane on " << options.data_host << ":"
+            << service->data_port_;
+  return service;
+}
+
+void DecodeService::Shutdown() {
+  if (transport_ != nullptr) {
+    if (absl::Status s = transport_->Shutdown(absl::Seconds(1)); !s.ok()) {
+      LOG(WARNING) << "node=" << options_.node_id << " data plane shutdown: " << s;
+    }
+    transport_.reset();
+  }
+  // The batcher object stays until the destructor: an HTTP call still in flight may Submit() and
+  // gets an error stream rather than a dangling engine.
+  if (batcher_ != nullptr) batcher_->Stop();
+}
+
+absl::StatusOr<node_api::ReserveReply> DecodeService::Reserve(
+    const node_api::ReserveRequest& req) {
+  TANDEM_ASSIGN_OR_RETURN(Reserved r, reservations_.Reserve(req));
+  node_api::ReserveReply reply;
+  reply.target.transport = options_.transport;
+  reply.target.host = options_.advertise_host;
+  reply.target.port = data_port_;
+  reply.target.node_id = options_.node_id;
+  reply.target.epoch = options_.epoch;
+  reply.target.reservation_id = r.id;
+  reply.expires_ms = absl::ToUnixMillis(r.expires);
+  return reply;
+}
+
+absl::StatusOr<std::unique_ptr<DecodeCall>> DecodeService::StartDecode(
+    const node_api::DecodeRequest& req) {
+  const format::ModelConfig& config = runner_->config();
+  if (req.first_token < 0 || req.first_token >= config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("first_token ", req.first_token,
+                                                   " outside the vocabulary [0, ",
+                                                   config.vocab_size, ")"));
+  }
+  if (req.max_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens ", req.max_tokens, " must be >= 1 (the first token counts)"));
+  }
+  TANDEM_RETURN_IF_ERROR(CheckSampling(req.sampling));
+  TANDEM_ASSIGN_OR_RETURN(Claim claim, reservations_.ClaimForDecode(req.reservation_id));
+  auto call = std::unique_ptr<DecodeCall>(new DecodeCall(&reservations_, req, std::move(claim)));
+  if (req.max_tokens > call->claim_.max_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("max_tokens ", req.max_tokens,
+                                                   " exceeds the ", call->claim_.max_tokens,
+                                                   " reserved by reservation ", req.reservation_id));
+  }
+  return call;
+}
+
+void DecodeService::RunDecode(DecodeCall& call, const DecodeEventSink& sink) {
+  const node_api::DecodeRequest& req = call.request_;
+  const absl::Time deadline = req.deadline_ms > 0 ? absl::FromUnixMillis(req.deadline_ms)
+                                                  : absl::Now() + options_.reservation_ttl;
+  // Every terminal event is written after the room is freed, so a router that saw it may reserve
+  // here again at once.
+  auto release = [this, &call] {
+    reservations_.Release(call.claim_.id);
+    call.released_ = true;
+  };
+  absl::StatusOr<ReceivedKv> kv = reservations_.AwaitTransfer(call.claim_.id, deadline);
+  if (!kv.ok()) {
+    absl::Status s = kv.status();
+    if (s.code() == absl::StatusCode::kDeadlineExceeded) metrics_.TransferFailed(s);
+    // A transfer that failed or never came is worth retrying elsewhere (503 + retryable): the
+    // router resends the held KV to another decode node.
+    if (s.code() == absl::StatusCode::kDeadlineExceeded ||
+        s.code() == absl::StatusCode::kNotFound) {
+      s = absl::UnavailableError(s.message());
+    }
+    if (s.code() == absl::StatusCode::kCancelled) {
+      VLOG(1) << "req=" << req.request_id << " cancelled before its KV arrived";
+    } else {
+      LOG(WARNING) << "req=" << req.request_id << " decode without KV: " << s;
+    }
+    release();
+    sink(ErrorEvent(s));
+    return;
+  }
+  const std::vector<int32_t>& eog = runner_->config().eog_token_ids;
+  if (!req.ignore_eos && std::find(eog.begin(), eog.end(), req.first_token) != eog.end()) {
+    release();
+    sink(Done("stop", 0, kv->completed_at));
+    return;
+  }
+  if (req.max_tokens <= 1) {
+    release();
+    sink(Done("length", 1, kv->completed_at));
+    return;
+  }
+  DecodeJob job;
+  job.request_id = req.request_id;
+  job.reservation_id = call.claim_.id;
+  job.prompt_len = kv->prompt_len;
+  job.blocks = std::move(kv->blocks);
+  job.first_token = req.first_token;
+  job.sampling.temperature = static_cast<float>(req.sampling.temperature);
+  job.sampling.top_p = static_cast<float>(req.sampling.top_p);
+  job.sampling.top_k = static_cast<int32_t>(req.sampling.top_k);
+  job.rng_state = req.sampling.rng_state;
+  job.max_tokens = req.max_tokens;
+  job.ignore_eos = req.ignore_eos;
+  job.cancelled = call.claim_.cancelled;
+  job.ready_at = kv->completed_at;
+  reservations_.MarkRunning(call.claim_.id);
+  call.released_ = true;  // the engine releases it when the sequence leaves the batch
+  std::shared_ptr<DecodeStream> stream = batcher_->Submit(std::move(job));
+
+  std::vector<node_api::DecodeEvent> events;
+  bool client_gone = false;
+  while (stream->Pop(&events)) {
+    for (const node_api::DecodeEvent& e : events) {
+      if (!client_gone && !sink(e)) {
+        client_gone = true;
+        VLOG(1) << "req=" << req.request_id << " client gone; cancelling the sequence";
+        call.claim_.cancelled->store(true);
+      }
+    }
+    events.clear();
+  }
+}
+
+absl::Status DecodeService::Decode(const node_api::DecodeRequest& req,
+                                   const DecodeEventSink& sink) {
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<DecodeCall> call, StartDecode(req));
+  RunDecode(*call, sink);
+  return absl::OkStatus();
+}
+
+absl::Status DecodeService::Cancel(const node_api::CancelRequest& req) {
+  return reservations_.Cancel(req.reservation_id);
+}
+
+node_api::NodeStatus DecodeService::Status(uint64_t /*since*/) {
+  node_api::NodeStatus st;
+  st.node_id = options_.node_id;
+  st.role = "decode";
+  st.epoch = options_.epoch;
+  st.ready = !reservations_.draining();
+  st.kv_format = kv_format_hex_;
+  st.vocab_fingerprint = vocab_fingerprint_;
+  const ReservationLoad load = reservations_.Load();
+  st.load.queued_tokens = load.queued_tokens;
+  st.load.running = load.running;
+  st.load.waiting = load.waiting;
+  st.load.kv_free_ratio = load.kv_free_ratio;
+  return st;
+}
+
+}  // namespace tandem::decode

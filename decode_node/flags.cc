@@ -1,0 +1,90 @@
+#include "decode_node/flags.h"
+
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/process.h"
+#include "common/status.h"
+#include "kernels/model/flags.h"
+#include "kv_store/options.h"
+
+namespace tandem::decode {
+
+TANDEM_FLAG(int32_t, decode_port, 8200, "HTTP port of the decode node (0 = a free port).");
+TANDEM_FLAG(int32_t, decode_data_port, 8201,
+            "KV data-plane port of the decode node (0 = a free port).");
+TANDEM_FLAG(int32_t, decode_max_seqs, 32,
+            "Sequences the decode node reserves and batches at once (see DecodeOptions).");
+TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, 65536,
+            "KV tokens of the decode node's pool; 65536 = 1.4 GiB at f16 for SmolLM2.");
+TANDEM_FLAG(int32_t, decode_reservation_ttl_ms, 30000,
+            "Longest an unclaimed decode reservation holds its KV room (ms).");
+TANDEM_FLAG(std::string, decode_advertise_host, "",
+            "Host prefill nodes send KV to; default --host, or this machine's hostname when "
+            "--host is a wildcard address.");
+TANDEM_FLAG(int32_t, decode_drain_timeout_ms, 600000,
+            "On drain (SIGTERM, POST /internal/v1/drain), how long to wait for running streams "
+            "before exiting (ms).");
+
+namespace {
+
+std::string AdvertiseHost(const std::string& listen_host) {
+  std::string host = GetFlag(FLAGS_decode_advertise_host);
+  if (!host.empty()) return host;
+  if (!listen_host.empty() && listen_host != "0.0.0.0" && listen_host != "::") return listen_host;
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') return name;
+  return "127.0.0.1";
+}
+
+}  // namespace
+
+absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags() {
+  DecodeOptions o;
+  o.model_path = GetFlag(model::FLAGS_model);
+  o.backend = GetFlag(model::FLAGS_backend);
+  TANDEM_ASSIGN_OR_RETURN(o.runner, model::RunnerOptionsFromFlags());
+  o.max_seqs = GetFlag(FLAGS_decode_max_seqs);
+  o.kv_capacity_tokens = GetFlag(FLAGS_decode_kv_capacity_tokens);
+  const int32_t ttl_ms = GetFlag(FLAGS_decode_reservation_ttl_ms);
+  if (ttl_ms <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--decode_reservation_ttl_ms: ", ttl_ms, " must be positive"));
+  }
+  o.reservation_ttl = absl::Milliseconds(ttl_ms);
+  o.kv_block_tokens = kv::KvBlockTokensFromFlags();
+  o.kv_namespace = kv::KvNamespaceFromFlags();
+  TANDEM_ASSIGN_OR_RETURN(kv::DataPlaneOptions data_plane, kv::DataPlaneOptionsFromFlags());
+  o.transport = data_plane.transport;
+  o.data_host = GetFlag(FLAGS_host);
+  o.data_port = GetFlag(FLAGS_decode_data_port);
+  o.advertise_host = AdvertiseHost(o.data_host);
+  o.node_id = NodeIdFromFlags("decode");
+  o.epoch = NewProcessEpoch();
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode node flags: ", s.message()));
+  }
+  return o;
+}
+
+absl::StatusOr<int> DecodePortFromFlags() {
+  const int32_t port = GetFlag(FLAGS_decode_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--decode_port: ", port, " must be in 0..65535"));
+  }
+  return port;
+}
+
+absl::StatusOr<absl::Duration> DecodeDrainTimeoutFromFlags() {
+  const int32_t ms = GetFlag(FLAGS_decode_drain_timeout_ms);
+  if (ms < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--decode_drain_timeout_ms: ", ms, " must be >= 0"));
+  }
+  return absl::Milliseconds(ms);
+}
+
+}  // namespace tandem::decode

@@ -1,0 +1,58 @@
+// decode_node/options.h
+//
+// DecodeOptions: everything a DecodeService needs to start (ARCHITECTURE.md §4.7, §6): the model
+// and how to run it, the cluster's KvFormat fields, the admission limits, the data plane and the
+// node's identity. Filled by DecodeOptionsFromFlags() (decode_node/flags.cc) in a process, or
+// directly by tests; the library never reads flags. Plain value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "kernels/model/model_runner.h"
+
+namespace tandem::decode {
+
+struct DecodeOptions {
+  // The GGUF file. Required. Flag: --model
+  std::string model_path;
+  // Kernel backend name for kernels::GetBackend: cpu, cpu_ref or cuda:N. Default: cpu. --backend
+  std::string backend = "cpu";
+  // The runner: KV dtype (also the KvFormat dtype the data plane accepts), page size, chunking.
+  // Its max_seqs and kv_capacity_tokens are overwritten by the two fields below.
+  // Flags: --kv_dtype, --kv_page_tokens, --max_batch_tokens.
+  model::RunnerOptions runner;
+  // Sequences decoded at once, and reservations held at once (each holds one slot). More slots
+  // raise throughput until the step time grows past the latency target. Default: 32.
+  // Flag: --decode_max_seqs
+  int32_t max_seqs = 32;
+  // Tokens of KV the pool holds across all sequences; reservations are admitted against it. At
+  // 23 KiB per token (SmolLM2, f16) the default 65536 tokens take 1.4 GiB: 32 sequences of 2048
+  // tokens, or 8 full 8192-token contexts, while leaving room for a prefill node on the same
+  // machine. Default: 65536. Flag: --decode_kv_capacity_tokens
+  int32_t kv_capacity_tokens = 65536;
+  // Longest an unclaimed reservation holds its room (a reserve's deadline_ms may only shorten
+  // it). Default: 30 s. Flag: --decode_reservation_ttl_ms
+  absl::Duration reservation_ttl = absl::Seconds(30);
+  // Tokens per KV block, part of the KvFormat. Default: 256. --kv_block_tokens
+  int32_t kv_block_tokens = 256;
+  // Tenant namespace of the KvFormat. Default: "". --kv_namespace
+  std::string kv_namespace;
+  // Data plane: transport name ("tcp" | "ucx"), the address it listens on, and the host it tells
+  // prefill nodes to send to (Reserve's target.host). Default: tcp on 0.0.0.0:8201.
+  // Flags: --transport, --host, --decode_data_port, --decode_advertise_host
+  std::string transport = "tcp";
+  std::string data_host = "0.0.0.0";
+  int32_t data_port = 8201;  // 0 binds a free port
+  std::string advertise_host = "127.0.0.1";
+  // This node's id and process epoch, sent in status and checked on every data-plane frame.
+  std::string node_id = "decode";
+  uint64_t epoch = 1;
+
+  // InvalidArgument naming the field (and its flag) and the value.
+  absl::Status Validate() const;
+};
+
+}  // namespace tandem::decode

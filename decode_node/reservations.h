@@ -1,0 +1,146 @@
+// decode_node/reservations.h
+//
+// ReservationTable: the decode node's admission control and the receiving end of the KV data
+// plane (ARCHITECTURE.md §2 steps 3, 5, 6). A reservation holds room for prompt + max_tokens KV
+// tokens (counted in whole KV pages, so the engine's PagedKvCache::Reserve can never fail for an
+// admitted request) and one sequence slot; Reserve() refuses with ResourceExhausted when either
+// would be exceeded. An unclaimed reservation expires at its deadline and frees its room; a decode
+// call claims it, which stops the clock, and releases it when its stream ends.
+//
+// As the TransferSink it keeps the blocks of a reservation's transfer in host memory, in order,
+// until the decode call takes them (AwaitTransfer) and hands them to the engine thread: transport
+// threads never touch the model runner.
+//
+// Thread-safe: HTTP handlers, transport threads and the engine thread call in concurrently;
+// AwaitTransfer and WaitEmpty block up to their deadlines, everything else returns at once.
+// Expiry is lazy: every call that looks at the table first drops what has expired.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/node_api.h"
+#include "decode_node/metrics.h"
+#include "kv_store/kv_block.h"
+#include "kv_store/transfer/transport.h"
+
+namespace tandem::decode {
+
+struct ReservationLimits {
+  int32_t max_seqs = 32;         // sequence slots
+  int64_t capacity_pages = 0;    // KV pages of the pool
+  int32_t page_tokens = 16;      // tokens per page
+  int64_t context_length = 0;    // the model's; prompt + max_tokens may not exceed it
+  absl::Duration ttl = absl::Seconds(30);  // longest an unclaimed reservation lives
+};
+
+// What a decode call takes over once its reservation's transfer has completed.
+struct ReceivedKv {
+  std::vector<kv::KvBlock> blocks;  // in position order, covering positions [0, prompt_len)
+  int32_t prompt_len = 0;
+  int32_t first_token = -1;         // as BEGIN announced it
+  std::string transfer_id;          // hex
+  absl::Time completed_at;          // when OnEnd(OK) ran, after the ACK: start of decode_queue
+};
+
+struct Reserved {
+  uint64_t id = 0;
+  absl::Time expires;
+};
+
+// The part of a reservation a claiming decode call keeps.
+struct Claim {
+  uint64_t id = 0;
+  int64_t prompt_tokens = 0;
+  int64_t max_tokens = 0;
+  // Set by Cancel() or by the stream when its client is gone; the engine drops the sequence.
+  std::shared_ptr<std::atomic<bool>> cancelled;
+};
+
+struct ReservationLoad {
+  int64_t queued_tokens = 0;  // KV tokens reserved by requests not yet in the batch
+  int64_t waiting = 0;        // claimed by a decode call, not yet running
+  int64_t running = 0;        // handed to the engine
+  int64_t reservations = 0;
+  double kv_free_ratio = 1;   // 1 - reserved pages / pool pages
+};
+
+class ReservationTable final : public kv::TransferSink {
+ public:
+  // `metrics` is borrowed and must outlive the table.
+  ReservationTable(const ReservationLimits& limits, DecodeMetrics* metrics);
+
+  // A new reservation expiring at min(req.deadline_ms, now + ttl) (now + ttl when deadline_ms is
+  // 0). InvalidArgument for non-positive counts, OutOfRange past the context length,
+  // Unavailable while draining, ResourceExhausted "decode node overloaded: ..." when slots or KV
+  // pages would be exceeded.
+  absl::StatusOr<Reserved> Reserve(const node_api::ReserveRequest& req);
+
+  // A decode call takes reservation `id`: NotFound when unknown or expired, FailedPrecondition
+  // when another call already claimed it.
+  absl::StatusOr<Claim> ClaimForDecode(uint64_t id);
+  // Blocks until the claimed reservation's transfer completed (its blocks are moved out), failed
+  // (Unavailable with the reason), was cancelled (Cancelled), or `deadline` passed
+  // (DeadlineExceeded).
+  absl::StatusOr<ReceivedKv> AwaitTransfer(uint64_t id, absl::Time deadline);
+  // The claimed reservation's sequence joined the engine (for the waiting/running load).
+  void MarkRunning(uint64_t id);
+  // Frees the reservation's room. Unknown ids are ignored.
+  void Release(uint64_t id);
+  // Best effort: an unclaimed reservation is released; a claimed one is flagged cancelled (its
+  // transfer wait returns, its sequence leaves the batch at the next step). NotFound if unknown.
+  absl::Status Cancel(uint64_t id);
+
+  // Refuse new reservations from now on; existing ones may still be claimed.
+  void StartDraining();
+  bool draining() const;
+  // Blocks until no reservation is left or `deadline`; true when empty.
+  bool WaitEmpty(absl::Time deadline);
+  ReservationLoad Load();
+
+  // kv::TransferSink, called on transport threads.
+  absl::Status OnBegin(const kv::TransferMeta& meta, kv::ReservationId r) override;
+  absl::Status OnBlock(const kv::TransferId& id, kv::KvBlock block) override;
+  void OnEnd(const kv::TransferId& id, const absl::Status& status) override;
+
+ private:
+  enum class TransferPhase { kAwaiting, kReceiving, kComplete, kFailed };
+  struct Reservation {
+    std::string request_id;
+    int64_t prompt_tokens = 0;
+    int64_t max_tokens = 0;
+    int64_t pages = 0;
+    absl::Time expires;
+    bool claimed = false;
+    bool running = false;
+    std::shared_ptr<std::atomic<bool>> cancelled;
+    TransferPhase phase = TransferPhase::kAwaiting;
+    kv::TransferId transfer;
+    absl::Status failure;         // kFailed: why
+    ReceivedKv kv;                // filled while receiving
+  };
+
+  void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EraseLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Reservation* FindByTransferLocked(const kv::TransferId& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ReservationLimits limits_;
+  DecodeMetrics* const metrics_;
+  mutable absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t pages_used_ ABSL_GUARDED_BY(mu_) = 0;  // free = limits_.capacity_pages - pages_used_
+  absl::flat_hash_map<uint64_t, Reservation> by_id_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<kv::TransferId, uint64_t> by_transfer_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tandem::decode

@@ -1,0 +1,43 @@
+#include "prefill_node/flags.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/process.h"
+#include "common/status.h"
+#include "kernels/model/flags.h"
+#include "kv_store/options.h"
+
+namespace tandem::prefill {
+
+TANDEM_FLAG(int32_t, prefill_port, 8100,
+            "HTTP port of the prefill node (/internal/v1/*, /health, /ready, /metrics); 0 = free.");
+TANDEM_FLAG(int32_t, prefill_max_waiting, 64,
+            "Prefill requests allowed to wait for the model; more are refused with 503.");
+
+absl::StatusOr<PrefillOptions> PrefillOptionsFromFlags() {
+  PrefillOptions o;
+  o.model_path = GetFlag(model::FLAGS_model);
+  o.backend = GetFlag(model::FLAGS_backend);
+  TANDEM_ASSIGN_OR_RETURN(o.runner, model::RunnerOptionsFromFlags());
+  TANDEM_ASSIGN_OR_RETURN(o.sparse, model::SparseConfigFromFlags());
+  o.kv_store = kv::KvStoreOptionsFromFlags();
+  o.kv_block_tokens = kv::KvBlockTokensFromFlags();
+  o.kv_namespace = kv::KvNamespaceFromFlags();
+  TANDEM_ASSIGN_OR_RETURN(kv::DataPlaneOptions data_plane, kv::DataPlaneOptionsFromFlags());
+  o.transfer_timeout = data_plane.transfer_timeout;
+  o.max_waiting = GetFlag(FLAGS_prefill_max_waiting);
+  o.node_id = NodeIdFromFlags("prefill");
+  o.epoch = NewProcessEpoch();
+  TANDEM_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+absl::StatusOr<int> PrefillPortFromFlags() {
+  const int32_t port = GetFlag(FLAGS_prefill_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefill_port: ", port, " is outside 0..65535"));
+  }
+  return port;
+}
+
+}  // namespace tandem::prefill

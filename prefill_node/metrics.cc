@@ -1,0 +1,84 @@
+#include "prefill_node/metrics.h"
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace tandem::prefill {
+
+PrefillMetrics::PrefillMetrics(MetricsRegistry& registry) {
+  waiting_ = &registry
+                  .Gauge("tandem_prefill_requests_waiting",
+                         "Prefill requests queued for the model on this node.")
+                  ->Labels({});
+  running_ = &registry
+                  .Gauge("tandem_prefill_requests_running",
+                         "Prefill requests past the queue: computing or shipping their KV.")
+                  ->Labels({});
+  CounterFamily* tokens = registry.Counter(
+      "tandem_prefill_tokens_total",
+      "Prompt tokens by how their KV was obtained: computed, or reused from the KV store.",
+      {"kind"});
+  tokens_computed_ = &tokens->Labels({"computed"});
+  tokens_reused_ = &tokens->Labels({"reused"});
+  density_ = registry.Histogram(
+      "tandem_prefill_sparse_attention_density",
+      "Fraction of causal (query block, key block) pairs that prefill attention computed.",
+      {"method"}, RatioBuckets());
+  attention_seconds_ =
+      registry.Histogram("tandem_prefill_attention_seconds",
+                         "Seconds of attention ops per prefill request.", {"method"}, kTtftBuckets);
+  transfer_bytes_ =
+      registry.Counter("tandem_kv_transfer_bytes_total",
+                       "KV block bytes moved over the data plane.", {"transport", "direction"});
+  transfer_seconds_ = registry.Histogram("tandem_kv_transfer_seconds",
+                                         "Seconds from posting a KV transfer to its ACK.",
+                                         {"transport"}, kTtftBuckets);
+  transfer_failures_ =
+      registry.Counter("tandem_kv_transfer_failures_total",
+                       "KV transfers that did not complete, by reason.", {"transport", "reason"});
+}
+
+void PrefillMetrics::Tokens(int64_t computed, int64_t reused) {
+  tokens_computed_->Increment(static_cast<double>(computed));
+  tokens_reused_->Increment(static_cast<double>(reused));
+}
+
+void PrefillMetrics::Attention(std::string_view method, double density, double seconds) {
+  density_->Labels({std::string(method)}).Observe(density);
+  attention_seconds_->Labels({std::string(method)}).Observe(seconds);
+}
+
+void PrefillMetrics::TransferDone(std::string_view transport, int64_t bytes, double seconds) {
+  transfer_bytes_->Labels({std::string(transport), "out"}).Increment(static_cast<double>(bytes));
+  transfer_seconds_->Labels({std::string(transport)}).Observe(seconds);
+}
+
+void PrefillMetrics::TransferFailed(std::string_view transport, const absl::Status& status) {
+  transfer_failures_->Labels({std::string(transport), std::string(TransferFailureReason(status))})
+      .Increment();
+}
+
+std::string_view TransferFailureReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "deadline";
+    case absl::StatusCode::kAborted:
+      return "aborted";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kDataLoss:
+      return "rejected";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace tandem::prefill

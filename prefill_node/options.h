@@ -1,0 +1,53 @@
+// prefill_node/options.h
+//
+// PrefillOptions: everything a PrefillService needs to start (ARCHITECTURE.md §4.7, §6): the model
+// and how to run it, the KV store and the cluster's KvFormat fields, the data plane, the queue
+// bound and the node's identity. Filled by PrefillOptionsFromFlags() (prefill_node/flags.cc) in a
+// process, or directly by tests; the library never reads flags. Plain value type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "kernels/model/model_runner.h"
+#include "kernels/op.h"
+#include "kv_store/options.h"
+
+namespace tandem::prefill {
+
+struct PrefillOptions {
+  // The GGUF file. Required. Flag: --model
+  std::string model_path;
+  // Kernel backend name for kernels::GetBackend: cpu, cpu_ref or cuda:N. Default: cpu. --backend
+  std::string backend = "cpu";
+  // The runner: KV dtype (also the KvFormat dtype, so a tier hit is bit-identical to recompute),
+  // page size, chunking. max_seqs bounds nothing here (one request computes at a time) but must be
+  // >= 1. Flags: --kv_dtype, --kv_page_tokens, --max_batch_tokens.
+  model::RunnerOptions runner;
+  // The node's default attention for prefill; a request's sparse_prefill overrides the method
+  // only (the knobs stay these). Default: dense. Flags: --prefill_attention, --sale_threshold, ...
+  kernels::SparseConfig sparse;
+  // Tiers of the node's KV store. Flags: --kv_memory_bytes, --kv_disk_path, --redis_url, ...
+  kv::KvStoreOptions kv_store;
+  // Tokens per KV block, part of the KvFormat and of every key. Default: 256. --kv_block_tokens
+  int32_t kv_block_tokens = 256;
+  // Tenant namespace of the KvFormat. Default: "". --kv_namespace
+  std::string kv_namespace;
+  // Time a KV transfer may take from Post to the decode node's ACK; the reply waits that long at
+  // most. Default: 5 s. --kv_transfer_timeout_ms
+  absl::Duration transfer_timeout = absl::Seconds(5);
+  // Requests allowed to wait for the model; one more is refused with ResourceExhausted (HTTP 503)
+  // so the router tries another node instead of queueing unboundedly here. Default: 64.
+  // --prefill_max_waiting
+  int32_t max_waiting = 64;
+  // This node's id and process epoch, sent in status and on every data-plane frame.
+  std::string node_id = "prefill";
+  uint64_t epoch = 1;
+
+  // InvalidArgument naming the field (and its flag) and the value.
+  absl::Status Validate() const;
+};
+
+}  // namespace tandem::prefill

@@ -1,0 +1,420 @@
+#include "prefill_node/prefill_service.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/hash.h"
+#include "common/model_format/fingerprint.h"
+#include "common/status.h"
+#include "glog/logging.h"
+#include "kernels/backend.h"
+#include "prefill_node/sequence_kv.h"
+
+namespace tandem::prefill {
+namespace {
+
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+
+absl::Status Bad(BadField* bad, std::string param, std::string message, std::string code = "") {
+  if (bad != nullptr) *bad = BadField{param, std::move(code)};
+  return absl::InvalidArgumentError(absl::StrCat(param, ": ", message));
+}
+
+// The request's completion, set once by the worker (or by the scheduler when it drops the job)
+// and awaited by the request's thread.
+struct Outcome {
+  absl::Mutex mu;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::Status status ABSL_GUARDED_BY(mu);
+  void Set(absl::Status s) {
+    absl::MutexLock lock(&mu);
+    status = std::move(s);
+    done = true;
+  }
+};
+
+}  // namespace
+
+PrefillService::PrefillService(const PrefillOptions& options, MetricsRegistry& metrics)
+    : options_(options), metrics_(metrics) {}
+
+absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
+    const PrefillOptions& options, MetricsRegistry& metrics) {
+  TANDEM_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<PrefillService> s(new PrefillService(options, metrics));
+  TANDEM_ASSIGN_OR_RETURN(format::GgufFile gguf, format::GgufFile::Open(options.model_path));
+  s->gguf_ = std::make_unique<format::GgufFile>(std::move(gguf));
+  TANDEM_ASSIGN_OR_RETURN(kernels::KernelBackend * backend, kernels::GetBackend(options.backend));
+  TANDEM_ASSIGN_OR_RETURN(s->runner_,
+                          model::ModelRunner::Create(*s->gguf_, *backend, options.runner));
+  TANDEM_ASSIGN_OR_RETURN(s->vocab_fingerprint_, format::VocabFingerprintHex(*s->gguf_));
+
+  s->format_.model = format::ModelFingerprint(*s->gguf_).bytes;
+  s->format_.layout = KvLayout::kGqa;
+  s->format_.dtype = options.runner.kv_dtype;
+  s->format_.block_tokens = options.kv_block_tokens;
+  s->format_.ns = options.kv_namespace;
+  TANDEM_RETURN_IF_ERROR(s->format_.Validate());
+  const std::string encoded = s->format_.Encode();
+  s->kv_format_hex_ = HexEncode(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  TANDEM_ASSIGN_OR_RETURN(s->store_,
+                          kv::TieredKvStore::Create(options.kv_store, s->format_, metrics));
+
+  PrefillMetrics* m = &s->metrics_;
+  s->scheduler_ = std::make_unique<PrefillScheduler>(options.max_waiting,
+                                                     [m](const PrefillScheduler::Load& load) {
+                                                       m->SetWaiting(load.waiting);
+                                                       m->SetRunning(load.running);
+                                                     });
+  LOG(INFO) << "node=" << options.node_id << " prefill service ready: model " << options.model_path
+            << ", backend " << backend->Name() << ", kv " << s->format_.DebugString();
+  return s;
+}
+
+PrefillService::~PrefillService() {
+  scheduler_.reset();  // drops queued requests, finishes the running one, joins the worker
+  absl::MutexLock lock(&transports_mu_);
+  for (auto& [name, transport] : transports_) {
+    transport->Shutdown(absl::Seconds(1)).IgnoreError();
+  }
+}
+
+absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& request,
+                                             BadField* bad) const {
+  const format::ModelConfig& config = runner_->config();
+  if (request.tokens.empty()) return Bad(bad, "tokens", "the prompt has no tokens");
+  for (size_t i = 0; i < request.tokens.size(); ++i) {
+    const int32_t t = request.tokens[i];
+    if (t < 0 || t >= config.vocab_size) {
+      return Bad(bad, "tokens",
+                 absl::StrCat("token ", i, " is id ", t, ", outside the vocabulary [0, ",
+                              config.vocab_size, ")"));
+    }
+  }
+  if (static_cast<int64_t>(request.tokens.size()) >= config.context_length) {
+    return Bad(bad, "tokens",
+               absl::StrCat("the prompt has ", request.tokens.size(),
+                            " tokens; the model's context length is ", config.context_length,
+                            " and the prompt must leave room for one generated token"),
+               "context_length_exceeded");
+  }
+  if (!SparseFor(request.sparse_prefill).ok()) {
+    return Bad(bad, "sparse_prefill",
+               absl::StrCat("'", request.sparse_prefill,
+                            "' is not one of \"\" (node default), dense, sale, power"));
+  }
+  const node_api::Sampling& s = request.sampling;
+  if (!(s.temperature >= 0)) {
+    return Bad(bad, "sampling.temperature", absl::StrCat(s.temperature, " must be >= 0"));
+  }
+  if (!(s.top_p > 0 && s.top_p <= 1)) {
+    return Bad(bad, "sampling.top_p", absl::StrCat(s.top_p, " must be in (0, 1]"));
+  }
+  if (s.top_k < 0 || s.top_k > config.vocab_size) {
+    return Bad(bad, "sampling.top_k",
+               absl::StrCat(s.top_k, " must be in [0, ", config.vocab_size, "]"));
+  }
+  if (request.target.host.empty()) return Bad(bad, "target.host", "empty");
+  if (request.target.port <= 0 || request.target.port > 65535) {
+    return Bad(bad, "target.port", absl::StrCat(request.target.port, " is outside 1..65535"));
+  }
+  if (request.target.transport.empty()) return Bad(bad, "target.transport", "empty");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<kernels::SparseConfig> PrefillService::SparseFor(std::string_view method) const {
+  kernels::SparseConfig c = options_.sparse;
+  if (method.empty()) return c;
+  if (method == "dense") {
+    c.method = kernels::SparseMethod::kDense;
+  } else if (method == "sale") {
+    c.method = kernels::SparseMethod::kSale;
+  } else if (method == "power") {
+    c.method = kernels::SparseMethod::kPowerAttention;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown sparse_prefill '", AV(method), "'"));
+  }
+  return c;
+}
+
+absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
+    const node_api::PrefillRequest& request) {
+  TANDEM_RETURN_IF_ERROR(ValidateRequest(request));
+  if (draining_.load()) return absl::UnavailableError("prefill node draining");
+  // Reject an unknown transport name before queueing, so a bad target costs no compute.
+  TANDEM_RETURN_IF_ERROR(TransportFor(request.target.transport).status());
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    ++in_flight_;
+  }
+  absl::Cleanup done = [this] {
+    absl::MutexLock lock(&in_flight_mu_);
+    --in_flight_;
+  };
+
+  const absl::Time deadline =
+      request.deadline_ms > 0 ? absl::FromUnixMillis(request.deadline_ms) : absl::InfiniteFuture();
+  auto outcome = std::make_shared<Outcome>();
+  auto computed = std::make_shared<Computed>();
+  TANDEM_ASSIGN_OR_RETURN(
+      uint64_t job, scheduler_->Submit(
+                        request.request_id, static_cast<int64_t>(request.tokens.size()), deadline,
+                        [this, &request, outcome, computed, deadline](absl::Duration queued) {
+                          absl::StatusOr<Computed> r = Compute(request, deadline);
+                          if (r.ok()) {
+                            *computed = *std::move(r);
+                            computed->queue_ms = Ms(queued);
+                          }
+                          outcome->Set(r.status());
+                        },
+                        [outcome](const absl::Status& reason) { outcome->Set(reason); }));
+
+  // Wait while queued at most until the deadline; a running job is never abandoned (its compute
+  // is bounded and `request` must outlive it).
+  {
+    absl::MutexLock lock(&outcome->mu);
+    const absl::Condition is_done(&outcome->done);
+    if (!outcome->mu.AwaitWithDeadline(is_done, deadline)) {
+      outcome->mu.Unlock();
+      scheduler_->ExpireIfQueued(job);
+      outcome->mu.Lock();
+      outcome->mu.Await(is_done);
+    }
+    TANDEM_RETURN_IF_ERROR(
+        Annotate(outcome->status, absl::StrCat("prefill of ", request.request_id)));
+  }
+
+  node_api::PrefillReply reply;
+  const absl::Time ship_start = absl::Now();
+  TANDEM_RETURN_IF_ERROR(Ship(request, *computed, &reply.transfer_id, &reply.transfer_bytes));
+  reply.timings.transfer = Ms(absl::Now() - ship_start);
+  reply.first_token = computed->first_token;
+  reply.rng_state = computed->rng_state;
+  reply.prompt_tokens = static_cast<int64_t>(request.tokens.size());
+  reply.cached_tokens = computed->cached_tokens;
+  reply.attention_method = computed->attention_method;
+  reply.attention_density = computed->attention_density;
+  reply.timings.queue = computed->queue_ms;
+  reply.timings.kv_load = computed->kv_load_ms;
+  reply.timings.prefill = computed->prefill_ms;
+  VLOG(1) << "req=" << request.request_id << " node=" << options_.node_id << " prompt "
+          << reply.prompt_tokens << " cached " << reply.cached_tokens << " first token "
+          << reply.first_token << " transfer " << reply.transfer_id;
+  return reply;
+}
+
+absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
+    const node_api::PrefillRequest& request, absl::Time deadline) {
+  const std::vector<int32_t>& tokens = request.tokens;
+  const int32_t n = static_cast<int32_t>(tokens.size());
+  const int32_t bt = format_.block_tokens;
+  TANDEM_ASSIGN_OR_RETURN(kernels::SparseConfig sparse, SparseFor(request.sparse_prefill));
+  Computed out;
+
+  // KV reuse: the longest prefix of whole blocks the store holds, short of the block holding the
+  // last prompt token (its logits are needed, and only a forward over it produces them).
+  absl::Time start = absl::Now();
+  const std::vector<BlockKey> keys = ChainKeys(format_, tokens);
+  const size_t reusable = static_cast<size_t>((n - 1) / bt);
+  std::vector<kv::KvBlock> hits;
+  if (reusable > 0) {
+    const absl::Time lookup_deadline = std::min(deadline, absl::Now() + options_.transfer_timeout);
+    std::vector<kv::Lookup> lookups =
+        store_->GetMany(absl::MakeConstSpan(keys.data(), reusable), lookup_deadline);
+    for (size_t i = 0; i < lookups.size(); ++i) {
+      const std::optional<kv::KvBlock>& b = lookups[i].block;
+      if (!b.has_value() || b->num_tokens() != bt ||
+          b->pos_begin() != static_cast<int32_t>(i) * bt) {
+        break;
+      }
+      hits.push_back(*b);
+    }
+  }
+  const int32_t hit_tokens = static_cast<int32_t>(hits.size()) * bt;
+
+  model::PagedKvCache& cache = runner_->kv_cache();
+  TANDEM_ASSIGN_OR_RETURN(model::SeqId seq, cache.AddSequence());
+  absl::Cleanup release = [&cache, seq] { cache.RemoveSequence(seq); };
+  TANDEM_RETURN_IF_ERROR(LoadBlocksIntoSequence(cache, seq, hits));
+  out.kv_load_ms = Ms(absl::Now() - start);
+  out.cached_tokens = hit_tokens;
+
+  // The rest of the prompt and the first sample, as model::Generate does them.
+  start = absl::Now();
+  model::ForwardBatch batch;
+  batch.Add(seq, std::vector<int32_t>(tokens.begin() + hit_tokens, tokens.end()), hit_tokens,
+            /*want_last_logits=*/true);
+  batch.prefill_attention = sparse;
+  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, runner_->Forward(batch));
+  const kernels::SamplingConfig sampling{
+      .temperature = static_cast<float>(request.sampling.temperature),
+      .top_k = static_cast<int32_t>(request.sampling.top_k),
+      .top_p = static_cast<float>(request.sampling.top_p)};
+  uint64_t rng = request.sampling.rng_state;
+  int32_t token = -1;
+  kernels::KernelBackend& backend = runner_->backend();
+  TANDEM_RETURN_IF_ERROR(
+      backend.Run(kernels::SampleParams{.logits = logits.values.Rows(0, 1),
+                                        .configs = absl::MakeConstSpan(&sampling, 1),
+                                        .rng_states = absl::MakeSpan(&rng, 1),
+                                        .out_tokens = absl::MakeSpan(&token, 1)}));
+  TANDEM_RETURN_IF_ERROR(backend.Synchronize());
+  out.first_token = token;
+  out.rng_state = rng;
+  out.attention_method = std::string(kernels::SparseMethodName(logits.attention.method));
+  out.attention_density = logits.attention.density();
+  metrics_.Attention(out.attention_method, out.attention_density,
+                     logits.attention.attention_seconds);
+  metrics_.Tokens(n - hit_tokens, hit_tokens);
+
+  // Export: the reused blocks as they came, the computed ones out of the cache.
+  const BlockKey parent = hits.empty() ? format_.Root() : hits.back().key();
+  TANDEM_ASSIGN_OR_RETURN(std::vector<kv::KvBlock> computed,
+                          ExportSequenceBlocks(cache, seq, runner_->config().n_layers, format_,
+                                               tokens, static_cast<int32_t>(hits.size()), parent));
+  if (request.store_kv) {
+    for (const kv::KvBlock& b : computed) {
+      if (b.num_tokens() == bt) store_->PutAsync(b);
+    }
+  }
+  out.blocks = std::move(hits);
+  out.blocks.insert(out.blocks.end(), std::make_move_iterator(computed.begin()),
+                    std::make_move_iterator(computed.end()));
+  out.prefill_ms = Ms(absl::Now() - start);
+  return out;
+}
+
+absl::StatusOr<kv::Transport*> PrefillService::TransportFor(const std::string& name) {
+  absl::MutexLock lock(&transports_mu_);
+  auto it = transports_.find(name);
+  if (it != transports_.end()) return it->second.get();
+  absl::StatusOr<std::unique_ptr<kv::Transport>> t =
+      kv::NewTransport(name, kv::TransportOptions{options_.node_id, options_.epoch});
+  if (!t.ok()) {
+    if (t.status().code() == absl::StatusCode::kInvalidArgument) {
+      return absl::InvalidArgumentError(absl::StrCat("target.transport: ", t.status().message()));
+    }
+    return t.status();
+  }
+  kv::Transport* raw = t->get();
+  transports_.emplace(name, *std::move(t));
+  return raw;
+}
+
+absl::Status PrefillService::Ship(const node_api::PrefillRequest& request, const Computed& computed,
+                                  std::string* transfer_id, int64_t* bytes) {
+  const std::string& name = request.target.transport;
+  TANDEM_ASSIGN_OR_RETURN(kv::Transport * transport, TransportFor(name));
+  kv::TransferDesc desc;
+  desc.id = kv::TransferId::Random();
+  desc.dst.host = request.target.host;
+  desc.dst.port = static_cast<uint16_t>(request.target.port);
+  desc.dst.node_id = request.target.node_id;
+  desc.dst.epoch = request.target.epoch;
+  desc.reservation = request.target.reservation_id;
+  desc.meta.request_id = request.request_id;
+  desc.meta.first_token = computed.first_token;
+  desc.blocks = computed.blocks;
+  desc.deadline = absl::Now() + options_.transfer_timeout;
+  *transfer_id = desc.id.Hex();
+  *bytes = 0;
+  for (const kv::KvBlock& b : computed.blocks) *bytes += static_cast<int64_t>(b.size());
+
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = desc.deadline;
+  absl::Status status;
+  absl::StatusOr<kv::TransferHandle> handle = transport->Post(std::move(desc));
+  if (handle.ok()) {
+    // A little past the transfer's own deadline, so the transport reports its own reason.
+    status = transport->Wait(*handle, deadline + absl::Seconds(1));
+    if (status.code() == absl::StatusCode::kDeadlineExceeded) transport->Cancel(*handle);
+  } else {
+    status = handle.status();
+  }
+  if (!status.ok()) {
+    metrics_.TransferFailed(name, status);
+    return Annotate(status, absl::StrCat("kv transfer ", *transfer_id, " of ", request.request_id,
+                                         " to ", request.target.node_id, " at ",
+                                         request.target.host, ":", request.target.port));
+  }
+  metrics_.TransferDone(name, *bytes, absl::ToDoubleSeconds(absl::Now() - start));
+  return absl::OkStatus();
+}
+
+bool PrefillService::Cancel(std::string_view request_id) {
+  return scheduler_->CancelQueued(request_id);
+}
+
+std::vector<std::string> PrefillService::Degraded() const {
+  std::vector<std::string> out;
+  for (const auto& tier : store_->tiers()) {
+    if (tier->id() != kv::TierId::kMemory && !tier->Stats().available) {
+      out.emplace_back(tier->Name());
+    }
+  }
+  return out;
+}
+
+node_api::NodeStatus PrefillService::Status(uint64_t since_event_seq) const {
+  node_api::NodeStatus s;
+  s.node_id = options_.node_id;
+  s.role = "prefill";
+  s.epoch = options_.epoch;
+  s.ready = ready();
+  s.degraded = Degraded();
+  s.kv_format = kv_format_hex_;
+  s.vocab_fingerprint = vocab_fingerprint_;
+  const PrefillScheduler::Load load = scheduler_->load();
+  s.load.queued_tokens = load.queued_tokens;
+  s.load.waiting = load.waiting;
+  s.load.running = load.running;
+  s.load.kv_free_ratio = 1;
+  for (const auto& tier : store_->tiers()) {
+    if (tier->id() != kv::TierId::kMemory) continue;
+    const kv::TierStats stats = tier->Stats();
+    if (stats.capacity_bytes > 0) {
+      s.load.kv_free_ratio =
+          std::clamp(1.0 - static_cast<double>(stats.used_bytes) / stats.capacity_bytes, 0.0, 1.0);
+    }
+  }
+  const kv::KvEventLog::Batch batch = store_->events().Since(since_event_seq);
+  for (const kv::KvEvent& e : batch.events) {
+    s.events.push_back(
+        node_api::KvEventEntry{e.seq, e.kind == kv::KvEvent::Kind::kStored ? "stored" : "evicted",
+                               e.key.Hex(), std::string(kv::TierName(e.tier))});
+  }
+  s.next_seq = batch.next_seq;
+  s.events_truncated = batch.truncated;
+  return s;
+}
+
+void PrefillService::BeginDrain() {
+  if (!draining_.exchange(true)) LOG(INFO) << "node=" << options_.node_id << " draining";
+}
+
+void PrefillService::Drain() {
+  BeginDrain();
+  absl::MutexLock drain_lock(&drain_mu_);
+  if (drained_) return;
+  scheduler_->Drain();
+  {
+    absl::MutexLock lock(&in_flight_mu_);
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(in_flight_mu_) { return in_flight_ == 0; };
+    in_flight_mu_.Await(absl::Condition(&idle));
+  }
+  store_->Flush();
+  {
+    absl::MutexLock lock(&transports_mu_);
+    for (auto& [name, transport] : transports_) {
+      transport->Shutdown(absl::Seconds(1)).IgnoreError();
+    }
+  }
+  drained_ = true;
+  LOG(INFO) << "node=" << options_.node_id << " drained";
+}
+
+}  // namespace tandem::prefill
