@@ -6,6 +6,10 @@
 
 #include "cli/generate.h"
 #include "cli/kv.h"
+#include "cli/serve.h"
+#include "decode_node/node_main.h"
+#include "prefill_node/node_main.h"
+#include "router/node_main.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -16,9 +20,14 @@ constexpr char kUsage[] =
     "Usage: tandem <command> [flags]\n"
     "\n"
     "Commands:\n"
+    "  serve      Start a local cluster (router + prefill + decode processes) serving the\n"
+    "             OpenAI API: tandem serve [--serve_port 8000] [--api_key KEY]\n"
     "  generate   Generate text from a prompt in-process: tandem generate --chat \"Hi\"\n"
     "  kv         Inspect the KV store: tandem kv stats|list [N]|lookup KEY|verify|clear\n"
     "             (with --kv_disk_path and/or --redis_url)\n"
+    "  router     Run the router alone (as tandem-router): --prefill_nodes, --decode_nodes\n"
+    "  prefill    Run a prefill node alone (as tandem-prefill)\n"
+    "  decode     Run a decode node alone (as tandem-decode)\n"
     "\n"
     "Every flag can also be set by its environment variable (TANDEM_<NAME>).";
 
@@ -43,6 +52,24 @@ int main(int argc, char** argv) {
     status = tandem::cli::RunGenerate(args);
   } else if (command == "kv") {
     status = tandem::cli::RunKv(args);
+  } else if (command == "serve") {
+    // The children get this process's flags: everything after the command word.
+    std::vector<std::string> self_args;
+    bool skipped_command = false;
+    for (int i = 1; i < argc; ++i) {
+      if (!skipped_command && std::string(argv[i]) == command) {
+        skipped_command = true;
+        continue;
+      }
+      self_args.push_back(argv[i]);
+    }
+    status = tandem::cli::RunServe(self_args);
+  } else if (command == "router") {
+    status = tandem::router::RunRouter();
+  } else if (command == "prefill") {
+    status = tandem::prefill::RunPrefillNode();
+  } else if (command == "decode") {
+    status = tandem::decode::RunDecodeNode();
   } else {
     std::fprintf(stderr, "tandem: unknown command '%s'\n%s\n", command.c_str(), kUsage);
     return 2;

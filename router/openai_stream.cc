@@ -37,17 +37,20 @@ std::string CompletionStream::OnText(std::string_view delta) {
   return Content(std::move(r.emit));
 }
 
-std::string CompletionStream::Finish(std::string_view finish_reason, const Usage& usage) {
+std::string CompletionStream::Finish(std::string_view finish_reason, const Usage& usage,
+                                     std::string_view tandem_json) {
   if (closed_) return "";
   closed_ = true;
   std::string out = Content(stop_.Flush());
   Chunk last;
   last.finish_reason = std::string(stop_.stopped() ? "stop" : finish_reason);
+  if (!include_usage_) last.tandem_json = std::string(tandem_json);
   out += SseData(RenderChunk(endpoint_, header_, last));
   if (include_usage_) {
     Chunk u;
     u.usage_only = true;
     u.usage = usage;
+    u.tandem_json = std::string(tandem_json);
     out += SseData(RenderChunk(endpoint_, header_, u));
   }
   out += SseDone();

@@ -31,8 +31,11 @@ class CompletionStream {
   bool stopped() const { return stop_.stopped(); }
 
   // Releases held text, then the last chunk (finish_reason "stop" when a stop string matched,
-  // else `finish_reason`), the usage chunk if asked for, and [DONE]. Further calls return "".
-  std::string Finish(std::string_view finish_reason, const Usage& usage);
+  // else `finish_reason`), the usage chunk if asked for, and [DONE]. `tandem_json` (a JSON object,
+  // or empty for none) rides on the final chunk before [DONE]: the usage chunk when there is one,
+  // else the finish_reason chunk. Further calls return "".
+  std::string Finish(std::string_view finish_reason, const Usage& usage,
+                     std::string_view tandem_json = "");
   // The error event and [DONE], for a failure after the stream started. Further calls return "".
   std::string Fail(const ApiError& error);
 

@@ -5,4 +5,5 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 "$ROOT/scripts/install_deps.sh"
 "$ROOT/scripts/fetch_model.sh"
+"$ROOT/scripts/setup_test_python.sh"
 "$ROOT/scripts/build.sh" "$@"

@@ -106,5 +106,24 @@ TEST(CompletionStreamTest, FailEndsWithErrorEventNotFinishReason) {
   EXPECT_EQ(sse.substr(sse.size() - 14), "data: [DONE]\n\n");
 }
 
+TEST(CompletionStreamTest, TandemExtensionRidesOnTheFinalChunk) {
+  const std::string tandem = R"({"request_id":"r-1","timings_ms":{"queue":1.5}})";
+  for (bool include_usage : {false, true}) {
+    CompletionStream s(Endpoint::kCompletions, Header(), {}, include_usage);
+    std::string sse = s.OnText("Hi");
+    sse += s.Finish("length", Usage{3, 1, 0}, tandem);
+    std::vector<std::string> events = Events(sse);
+    ASSERT_GE(events.size(), 3u);
+    ASSERT_EQ(events.back(), "[DONE]");
+    for (size_t i = 0; i + 1 < events.size(); ++i) {
+      Json j = Json::parse(events[i]);
+      EXPECT_EQ(j.contains("tandem"), i + 2 == events.size()) << include_usage << " event " << i;
+    }
+    Json last = Json::parse(events[events.size() - 2]);
+    EXPECT_EQ(last["tandem"]["request_id"], "r-1");
+    EXPECT_EQ(last.contains("usage"), include_usage);
+  }
+}
+
 }  // namespace
 }  // namespace tandem::router

@@ -1,0 +1,60 @@
+// router/metrics.cc
+#include "router/metrics.h"
+
+namespace tandem::router {
+
+RouterMetrics::RouterMetrics(MetricsRegistry& r)
+    : ttft(r.Histogram("tandem_router_time_to_first_token_seconds",
+                       "Accept to first token written to the client.", {}, kTtftBuckets)),
+      itl(r.Histogram("tandem_router_inter_token_latency_seconds",
+                      "Time between two consecutive tokens relayed to the client.", {},
+                      kItlBuckets)),
+      tpot(r.Histogram("tandem_router_time_per_output_token_seconds",
+                       "(e2e - ttft) / (completion tokens - 1) per request.", {}, kItlBuckets)),
+      e2e(r.Histogram("tandem_router_e2e_request_latency_seconds",
+                      "Accept to the end of the response.", {}, kE2eBuckets)),
+      phase(r.Histogram("tandem_router_request_phase_seconds",
+                        "Request phases (ARCHITECTURE.md section 2) by phase.", {"phase"},
+                        kTtftBuckets)),
+      requests(r.Counter("tandem_router_requests_total", "Finished requests by endpoint and code.",
+                         {"endpoint", "code"})),
+      prompt_tokens(r.Counter("tandem_router_prompt_tokens_total", "Prompt tokens of requests.")),
+      generation_tokens(r.Counter("tandem_router_generation_tokens_total",
+                                  "Completion tokens relayed to clients.")),
+      cached_prompt_tokens(r.Counter("tandem_router_cached_prompt_tokens_total",
+                                     "Prompt tokens whose KV a prefill node loaded from its store.")),
+      retries(r.Counter("tandem_router_retries_total",
+                        "Attempts of a request on another node, by reason.", {"reason"})),
+      migrations(r.Counter("tandem_router_migrations_total",
+                           "Streams moved to another decode node, by reason.", {"reason"})),
+      requests_running(r.Gauge("tandem_router_requests_running",
+                               "Requests that have a prefill node and are generating.")),
+      requests_waiting(r.Gauge("tandem_router_requests_waiting",
+                               "Requests waiting for a decode reservation or a prefill node.")),
+      index_stale_nodes(r.Gauge("tandem_router_index_stale_nodes",
+                                "Nodes that missed three or more status polls in a row.")),
+      incompatible_nodes(r.Gauge("tandem_router_incompatible_nodes",
+                                 "Nodes whose kv_format or vocabulary differ from the cluster's.")) {
+  // Zero series up front, so dashboards and alerts see the gauges before the first change.
+  requests_running->Labels({});
+  requests_waiting->Labels({});
+  index_stale_nodes->Labels({});
+  incompatible_nodes->Labels({});
+  prompt_tokens->Labels({});
+  generation_tokens->Labels({});
+  cached_prompt_tokens->Labels({});
+}
+
+void RouterMetrics::CountRequest(std::string_view endpoint, int http_code) {
+  requests->Labels({std::string(endpoint), std::to_string(http_code)}).Increment();
+}
+
+void RouterMetrics::ObservePhase(std::string_view phase_name, double seconds) {
+  phase->Labels({std::string(phase_name)}).Observe(seconds);
+}
+
+void RouterMetrics::CountRetry(std::string_view reason) {
+  retries->Labels({std::string(reason)}).Increment();
+}
+
+}  // namespace tandem::router

@@ -1,0 +1,124 @@
+// router/node_registry.h
+//
+// NodeRegistry knows the router's prefill and decode nodes (the static --prefill_nodes and
+// --decode_nodes lists, ARCHITECTURE.md §8) and how each one looked at its last status poll. One
+// poller thread per node GETs /internal/v1/status?since=N every poll interval; the reply gives the
+// node's readiness and load, and (prefill nodes) the KV events that feed the KvIndex.
+//
+// Usable = the last poll succeeded, the node said ready, its role is the configured one, its
+// vocabulary fingerprint is the router's and its kv_format matches the cluster's (the first
+// compatible node's format, whose model fingerprint must be the router's), and no call has failed
+// since that poll (MarkDown). An incompatible node is logged once per epoch with the differing
+// field and counted in tandem_router_incompatible_nodes; a node that misses three polls in a row
+// is logged, counted in tandem_router_index_stale_nodes, and its index entries are ignored.
+//
+// Ownership: borrows the KvIndex and RouterMetrics, which must outlive it. Thread-safe; Start()
+// and Stop() are called once each by the owner (the destructor Stop()s). Snapshots never block on
+// the network.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/http_client.h"
+#include "common/kv_key.h"
+#include "common/node_api.h"
+#include "router/kv_index.h"
+#include "router/metrics.h"
+#include "router/policy/routing_policy.h"
+
+namespace tandem::router {
+
+// What the router compares every node with: computed from its own GGUF.
+struct ClusterIdentity {
+  std::array<uint8_t, 32> model_fingerprint{};  // format::ModelFingerprint(gguf).bytes
+  // Vocabulary fingerprints (hex) the router accepts; the GGUF's token-list hash
+  // (format::VocabFingerprintHex) and the tokenizer's (Tokenizer::VocabFingerprint) both name the
+  // router's vocabulary, and a node may report either.
+  std::vector<std::string> vocab_fingerprints;
+};
+
+struct NodeRegistryOptions {
+  std::vector<HttpEndpoint> prefill_nodes;
+  std::vector<HttpEndpoint> decode_nodes;
+  // Time between two polls of a node. Default: 200 ms. Flag: --router_poll_ms
+  absl::Duration poll_interval = absl::Milliseconds(200);
+  // Connect and read timeout of one poll; a poll that takes longer counts as missed.
+  absl::Duration poll_timeout = absl::Seconds(1);
+  // Missed polls in a row after which a node counts as stale.
+  int stale_after_missed_polls = 3;
+};
+
+class NodeRegistry {
+ public:
+  NodeRegistry(NodeRegistryOptions options, ClusterIdentity identity, KvIndex* index,
+               RouterMetrics* metrics);
+  ~NodeRegistry();
+  NodeRegistry(const NodeRegistry&) = delete;
+  NodeRegistry& operator=(const NodeRegistry&) = delete;
+
+  // Starts one poller thread per node; the first polls run at once.
+  void Start();
+  // Stops and joins the pollers (an in-flight poll finishes first, bounded by poll_timeout).
+  void Stop();
+  // Polls every node once on the calling thread (tests; also what each poller does per tick).
+  void PollAllOnce();
+
+  // Every configured node of `role`, in configuration order.
+  std::vector<NodeView> Nodes(NodeRole role) const;
+  // The usable nodes of `role`.
+  std::vector<NodeView> UsableNodes(NodeRole role) const;
+  std::optional<NodeView> Find(const NodeId& id) const;
+  // The cluster's KvFormat, once a compatible node has reported it.
+  std::optional<KvFormat> cluster_format() const;
+
+  // A call to `id` failed at the transport level: no traffic until its next successful poll.
+  void MarkDown(const NodeId& id, const absl::Status& why);
+
+  // Why the router is not ready ("no usable decode node (127.0.0.1:8200: not ready)"); empty when
+  // at least one prefill and one decode node are usable.
+  std::vector<std::string> NotReadyReasons() const;
+
+ private:
+  struct Node {
+    NodeView view;
+    node_api::NodeStatus status;
+    bool polled_ok = false;       // the last poll succeeded
+    int missed_polls = 0;         // in a row
+    bool marked_down = false;
+    uint64_t next_seq = 0;        // `since` of the next poll
+    uint64_t incompatible_logged_epoch = 0;
+    bool has_epoch = false;
+  };
+
+  void PollerLoop(size_t node_index);
+  void PollNode(size_t node_index);
+  // Compatibility of `status` for `node`; empty when compatible. Sets the cluster format from the
+  // first node whose model fingerprint is ours.
+  std::string CheckCompatible(const Node& node, const node_api::NodeStatus& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateUsable(Node& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateGauges() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const NodeRegistryOptions options_;
+  const ClusterIdentity identity_;
+  KvIndex* index_;
+  RouterMetrics* metrics_;
+
+  mutable absl::Mutex mu_;
+  std::vector<Node> nodes_ ABSL_GUARDED_BY(mu_);  // fixed size after construction
+  std::optional<KvFormat> cluster_format_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> pollers_;
+};
+
+}  // namespace tandem::router

@@ -1,0 +1,72 @@
+// router/options.cc: RouterOptions::Validate and the node-list parser.
+#include "router/options.h"
+
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/status.h"
+#include "router/policy/routing_policy.h"
+
+namespace tandem::router {
+
+absl::StatusOr<std::vector<HttpEndpoint>> ParseNodeList(std::string_view flag_name,
+                                                        std::string_view list) {
+  std::vector<HttpEndpoint> out;
+  for (absl::string_view item : absl::StrSplit(AV(list), ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    const size_t colon = item.rfind(':');
+    int port = 0;
+    if (colon == absl::string_view::npos || colon == 0 ||
+        !absl::SimpleAtoi(item.substr(colon + 1), &port) || port < 1 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("--", AV(flag_name), ": '", item,
+                                                     "' is not host:port with a port 1..65535"));
+    }
+    HttpEndpoint e;
+    e.host = std::string(item.substr(0, colon));
+    e.port = port;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+absl::Status RouterOptions::Validate() const {
+  auto bad = [](std::string_view flag, auto value, std::string_view want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", AV(flag), ": ", value, " ", AV(want)));
+  };
+  if (port < 0 || port > 65535) return bad("router_port", port, "is not a port (0..65535)");
+  if (http_threads < 1) return bad("http_threads", http_threads, "must be at least 1");
+  if (model_path.empty()) {
+    return absl::InvalidArgumentError("--model: the GGUF file is required");
+  }
+  if (served_model_name.empty()) {
+    return absl::InvalidArgumentError("--served_model_name: must not be empty");
+  }
+  bool known_policy = false;
+  for (std::string_view n : kRoutingPolicyNames) known_policy |= n == policy;
+  if (!known_policy) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--router_policy: '", policy, "' is not kv_aware, least_loaded or round_robin"));
+  }
+  if (max_retries < 0) return bad("router_max_retries", max_retries, "must be >= 0");
+  if (max_queue < absl::ZeroDuration()) {
+    return bad("router_max_queue_ms", absl::ToInt64Milliseconds(max_queue), "must be >= 0");
+  }
+  if (poll_interval < absl::Milliseconds(10)) {
+    return bad("router_poll_ms", absl::ToInt64Milliseconds(poll_interval), "must be >= 10");
+  }
+  if (prefill_timeout < absl::Milliseconds(100)) {
+    return bad("router_prefill_timeout_ms", absl::ToInt64Milliseconds(prefill_timeout),
+               "must be >= 100");
+  }
+  if (decode_timeout < absl::Milliseconds(100)) {
+    return bad("router_decode_timeout_ms", absl::ToInt64Milliseconds(decode_timeout),
+               "must be >= 100");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tandem::router

@@ -1,0 +1,66 @@
+// router/options.h
+//
+// RouterOptions: everything a router process is configured with (ARCHITECTURE.md §6). Filled from
+// flags by RouterOptionsFromFlags() (router/flags.h) and handed to RunRouter's pieces; libraries
+// never read flags. Plain value; Validate() names the bad flag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/http_client.h"
+
+namespace tandem::router {
+
+struct RouterOptions {
+  // Address and port of the OpenAI API. Default: 0.0.0.0:8000. Flags: --host, --router_port
+  std::string host = "0.0.0.0";
+  int port = 8000;
+  // HTTP worker threads; each streaming request holds one for its whole life.
+  // Default: 64. Flag: --http_threads
+  int http_threads = 64;
+  // The GGUF whose tokenizer, chat template, context length and fingerprints the router uses.
+  // Flag: --model
+  std::string model_path;
+  // Static node lists. Flags: --prefill_nodes, --decode_nodes (comma-separated host:port)
+  std::vector<HttpEndpoint> prefill_nodes;
+  std::vector<HttpEndpoint> decode_nodes;
+  // When not empty, every /v1/* call needs "Authorization: Bearer <api_key>". Flag: --api_key
+  std::string api_key;
+  // The model name clients send and /v1/models lists.
+  // Default: SmolLM2-135M-Instruct. Flag: --served_model_name
+  std::string served_model_name = "SmolLM2-135M-Instruct";
+  // kv_aware | least_loaded | round_robin. Default: kv_aware. Flag: --router_policy
+  std::string policy = "kv_aware";
+  // Extra attempts of a request on other nodes after a retryable failure before any token reached
+  // the client. More retries ride out more node failures and delay the error a client sees.
+  // Default: 2. Flag: --router_max_retries
+  int max_retries = 2;
+  // How long a request waits for a decode reservation when every decode node is full (or none is
+  // usable) before it gets 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
+  absl::Duration max_queue = absl::Seconds(30);
+  // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms
+  absl::Duration poll_interval = absl::Milliseconds(200);
+  // Longest wait for one answer from a prefill node (its queue plus the prompt's compute). Long
+  // prompts on CPU take seconds. Default: 300 s. Flag: --router_prefill_timeout_ms
+  absl::Duration prefill_timeout = absl::Seconds(300);
+  // Longest silence on a decode stream before the router gives up on it (the node sends a token
+  // per step, so this bounds a stuck node, not a long answer). Default: 60 s.
+  // Flag: --router_decode_timeout_ms
+  absl::Duration decode_timeout = absl::Seconds(60);
+
+  // InvalidArgument naming the flag and value.
+  absl::Status Validate() const;
+};
+
+// "host:port,host:port" (spaces around items ignored, empty items skipped) into endpoints.
+// InvalidArgument naming `flag_name` and the bad item.
+absl::StatusOr<std::vector<HttpEndpoint>> ParseNodeList(std::string_view flag_name,
+                                                        std::string_view list);
+
+}  // namespace tandem::router

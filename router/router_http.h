@@ -1,0 +1,33 @@
+// router/router_http.h
+//
+// The router's public HTTP API (ARCHITECTURE.md §5.2, §8): POST /v1/chat/completions and
+// /v1/completions (JSON, or SSE with "stream": true), GET /v1/models and GET /ready, registered on
+// the process's HttpServer (which serves /health and /metrics itself). With an API key set, every
+// /v1/* call needs "Authorization: Bearer <key>", else 401 authentication_error / invalid_api_key.
+// Every error body is OpenAI's, from ApiErrorFromStatus; every finished request is counted in
+// tandem_router_requests_total{endpoint, code}.
+//
+// Ownership: borrows the service, registry and metrics, which must outlive the server the routes
+// are registered on. Thread-safe: handlers run concurrently on the server's workers.
+#pragma once
+
+#include <string>
+
+#include "common/http.h"
+#include "router/metrics.h"
+#include "router/node_registry.h"
+#include "router/router_service.h"
+
+namespace tandem::router {
+
+struct RouterHttpOptions {
+  std::string api_key;            // empty: no authentication
+  std::string served_model_name;  // the one model /v1/models lists
+  int64_t created = 0;            // unix seconds the model is reported created (process start)
+};
+
+// Adds the routes above to `server` (before its Start()).
+void RegisterRouterRoutes(HttpServer& server, RouterService& service, NodeRegistry& registry,
+                          RouterMetrics& metrics, RouterHttpOptions options);
+
+}  // namespace tandem::router

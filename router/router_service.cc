@@ -1,0 +1,496 @@
+// router/router_service.cc
+#include "router/router_service.h"
+
+#include <algorithm>
+#include <random>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "common/http_client.h"
+#include "common/status.h"
+#include "glog/logging.h"
+#include "nlohmann/json.hpp"
+#include "router/detokenizer.h"
+#include "router/internal/decode_relay.h"
+#include "router/openai_render.h"
+#include "router/openai_stream.h"
+#include "router/stop_matcher.h"
+
+namespace tandem::router {
+
+using internal::RelayDecode;
+using internal::RelayResult;
+using internal::TextVerdict;
+
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+uint64_t RandomU64() {
+  thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                   static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())));
+  return rng();
+}
+
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+
+// The documents a request names, as text before its prompt: the router has no segmenter yet, so
+// they join the prompt (completions) or the first user message (chat).
+std::string DocumentsPrefix(const CompletionRequest& r) {
+  std::string out;
+  for (const Document& d : r.documents) absl::StrAppend(&out, d.text, "\n\n");
+  return out;
+}
+
+}  // namespace
+
+RouterService::RouterService(RouterServiceOptions options, const ServedModel& model,
+                             NodeRegistry& registry, const KvIndexView& index,
+                             RoutingPolicy& policy, RouterMetrics& metrics)
+    : options_(std::move(options)), model_(model), registry_(registry), index_(index),
+      policy_(policy), metrics_(metrics) {}
+
+RouterService::~RouterService() = default;
+
+absl::StatusOr<PreparedRequest> RouterService::Prepare(Endpoint endpoint,
+                                                       std::string_view body) const {
+  std::vector<int32_t> tokens;
+  // Exactly what `tandem generate` encodes: raw text without special tokens, or the chat template
+  // with only its own markers as control tokens.
+  auto tokenize = [this](const CompletionRequest& r) {
+    const std::string docs = DocumentsPrefix(r);
+    if (r.endpoint == Endpoint::kCompletions) {
+      return model_.tokenizer().Encode(docs + r.prompt, /*parse_special=*/false);
+    }
+    std::vector<format::ChatMessage> messages;
+    bool docs_placed = docs.empty();
+    for (const Message& m : r.messages) {
+      format::ChatMessage cm{m.role, m.Text()};
+      if (!docs_placed && m.role == "user") {
+        cm.content = docs + cm.content;
+        docs_placed = true;
+      }
+      messages.push_back(std::move(cm));
+    }
+    if (!docs_placed) messages.insert(messages.begin(), format::ChatMessage{"user", docs});
+    return model_.chat_template().EncodeChat(model_.tokenizer(), messages,
+                                            /*add_generation_prompt=*/true);
+  };
+  ParseOptions po;
+  po.model_name = options_.served_model_name;
+  po.context_length = model_.context_length();
+  po.count_prompt_tokens = [&](const CompletionRequest& r) -> absl::StatusOr<int64_t> {
+    tokens = tokenize(r);
+    return static_cast<int64_t>(tokens.size());
+  };
+  TANDEM_ASSIGN_OR_RETURN(CompletionRequest api, ParseCompletionRequest(endpoint, body, po));
+  if (api.prompt_tokens < 0) {  // the model declares no context length: nothing counted yet
+    tokens = tokenize(api);
+    api.prompt_tokens = static_cast<int64_t>(tokens.size());
+    api.effective_max_tokens = api.max_tokens.value_or(256);
+  }
+  if (tokens.empty()) {
+    return InvalidParamError(endpoint == Endpoint::kCompletions ? "prompt" : "messages",
+                             "the prompt encodes to no tokens");
+  }
+  PreparedRequest req;
+  req.api = std::move(api);
+  req.prompt = std::move(tokens);
+  req.request_id = absl::StrFormat("r-%016x", RandomU64());
+  req.accepted = absl::Now();
+  req.sampling.temperature = req.api.temperature;
+  req.sampling.top_p = req.api.top_p;
+  req.sampling.top_k = req.api.top_k;
+  req.sampling.rng_state =
+      req.api.seed ? static_cast<uint64_t>(*req.api.seed) : RandomU64();
+  return req;
+}
+
+RouteRequest RouterService::MakeRouteRequest(const PreparedRequest& req) const {
+  RouteRequest r;
+  r.request_id = req.request_id;
+  r.prompt_tokens = static_cast<int64_t>(req.prompt.size());
+  r.max_tokens = req.api.effective_max_tokens;
+  if (std::optional<KvFormat> format = registry_.cluster_format()) {
+    // Nodes store the prompt's full blocks only, so only those can be held.
+    const size_t full = req.prompt.size() / format->block_tokens * format->block_tokens;
+    r.block_keys = ChainKeys(*format, absl::MakeConstSpan(req.prompt.data(), full));
+    r.block_tokens = format->block_tokens;
+  }
+  return r;
+}
+
+absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) {
+  const absl::Time give_up = a.req.accepted + options_.max_queue;
+  node_api::ReserveRequest body;
+  body.request_id = a.req.request_id;
+  body.prompt_tokens = static_cast<int64_t>(a.req.prompt.size());
+  body.max_tokens = a.req.api.effective_max_tokens;
+  HttpCallOptions call;
+  call.connect_timeout = options_.control_timeout;
+  call.io_timeout = options_.control_timeout;
+  while (true) {
+    std::vector<NodeView> nodes = registry_.UsableNodes(NodeRole::kDecode);
+    if (nodes.empty()) {
+      return absl::UnavailableError("no usable decode node; see the router's /ready");
+    }
+    body.deadline_ms = node_api::NowUnixMs() +
+                       absl::ToInt64Milliseconds(options_.prefill_timeout + options_.control_timeout);
+    for (const NodeId& id : policy_.RankDecode(a.route, nodes)) {
+      auto node = std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.id == id; });
+      if (node == nodes.end()) continue;
+      absl::StatusOr<HttpReply> reply =
+          HttpPostJson(node->endpoint, "/internal/v1/reserve", node_api::ToJson(body), call);
+      if (!reply.ok()) {
+        registry_.MarkDown(id, reply.status());
+        metrics_.CountRetry("decode_unreachable");
+        continue;
+      }
+      const absl::Status st = StatusFromHttpReply(reply->status, reply->body);
+      if (st.code() == absl::StatusCode::kResourceExhausted ||
+          st.code() == absl::StatusCode::kUnavailable) {
+        VLOG(1) << "req=" << a.req.request_id << " decode node " << id << " is full: " << st;
+        continue;
+      }
+      if (!st.ok()) return Annotate(st, absl::StrCat("reserve on decode node ", id));
+      TANDEM_ASSIGN_OR_RETURN(node_api::ReserveReply r,
+                              node_api::FromJson<node_api::ReserveReply>(reply->body));
+      a.decode_node = *node;
+      return r;
+    }
+    if (absl::Now() + options_.queue_retry_interval > give_up) {
+      return absl::UnavailableError(absl::StrCat(
+          "every decode node is full; waited ", absl::ToInt64Milliseconds(options_.max_queue),
+          " ms (--router_max_queue_ms)"));
+    }
+    absl::SleepFor(options_.queue_retry_interval);
+  }
+}
+
+absl::Status RouterService::Prefill(ActiveRequest& a) {
+  node_api::PrefillRequest body;
+  body.request_id = a.req.request_id;
+  body.tokens = a.req.prompt;
+  body.sampling = a.req.sampling;
+  body.sparse_prefill = a.req.api.tandem.sparse_prefill.value_or("");
+  body.store_kv = a.req.api.tandem.store_kv.value_or(true);
+  body.target = a.reservation.target;
+  HttpCallOptions call;
+  call.connect_timeout = options_.control_timeout;
+  call.io_timeout = options_.prefill_timeout;
+  absl::Status last = absl::UnavailableError("no usable prefill node; see the router's /ready");
+  while (true) {
+    std::vector<NodeView> nodes = registry_.UsableNodes(NodeRole::kPrefill);
+    // Nodes that failed this request go last: still tried when nothing else is left.
+    std::vector<NodeView> fresh;
+    for (const NodeView& n : nodes) {
+      if (std::find(a.failed_prefill_nodes.begin(), a.failed_prefill_nodes.end(), n.id) ==
+          a.failed_prefill_nodes.end()) {
+        fresh.push_back(n);
+      }
+    }
+    if (!fresh.empty()) nodes = std::move(fresh);
+    if (nodes.empty()) return last;
+    const std::vector<NodeId> ranked = policy_.RankPrefill(a.route, index_, nodes);
+    if (ranked.empty()) return last;
+    const NodeView& node =
+        *std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.id == ranked[0]; });
+    body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(options_.prefill_timeout);
+    const absl::Time sent = absl::Now();
+    absl::StatusOr<HttpReply> reply =
+        HttpPostJson(node.endpoint, "/internal/v1/prefill", node_api::ToJson(body), call);
+    absl::Status st = reply.ok() ? StatusFromHttpReply(reply->status, reply->body) : reply.status();
+    if (st.ok()) {
+      absl::StatusOr<node_api::PrefillReply> parsed =
+          node_api::FromJson<node_api::PrefillReply>(reply->body);
+      if (parsed.ok()) {
+        a.prefill = *std::move(parsed);
+        a.prefill_node = node;
+        a.router_queue_ms = Ms(sent - a.req.accepted);
+        return absl::OkStatus();
+      }
+      st = absl::InternalError(absl::StrCat("bad prefill reply: ", parsed.status().message()));
+    }
+    st = Annotate(st, absl::StrCat("prefill on ", node.id));
+    const bool unreachable = !reply.ok();
+    if (unreachable) registry_.MarkDown(node.id, st);
+    if (!IsRetryable(st) && !unreachable) return st;
+    a.failed_prefill_nodes.push_back(node.id);
+    if (a.retries >= options_.max_retries) return st;
+    ++a.retries;
+    metrics_.CountRetry(unreachable ? "prefill_unreachable" : "prefill_error");
+    LOG(WARNING) << "req=" << a.req.request_id << " prefill failed, retrying: " << st;
+    last = st;
+  }
+}
+
+absl::Status RouterService::AdmitAttempt(ActiveRequest& a) {
+  if (registry_.UsableNodes(NodeRole::kPrefill).empty()) {
+    return absl::UnavailableError("no usable prefill node; see the router's /ready");
+  }
+  a.route = MakeRouteRequest(a.req);
+  TANDEM_ASSIGN_OR_RETURN(a.reservation, Reserve(a));
+  a.reserved = true;
+  absl::Status st = Prefill(a);
+  if (!st.ok()) {
+    CancelBestEffort(a, /*prefill_too=*/false);
+    a.reserved = false;
+    return st;
+  }
+  a.StartRunning();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<ActiveRequest>> RouterService::Admit(PreparedRequest req) {
+  auto active = std::make_shared<ActiveRequest>(std::move(req), &metrics_);
+  TANDEM_RETURN_IF_ERROR(AdmitAttempt(*active));
+  return active;
+}
+
+void RouterService::CancelBestEffort(const ActiveRequest& a, bool prefill_too) {
+  HttpCallOptions call;
+  call.connect_timeout = absl::Milliseconds(500);
+  call.io_timeout = absl::Milliseconds(500);
+  node_api::CancelRequest c;
+  c.request_id = a.req.request_id;
+  if (a.reserved) {
+    c.reservation_id = a.reservation.target.reservation_id;
+    HttpPostJson(a.decode_node.endpoint, "/internal/v1/cancel", node_api::ToJson(c), call)
+        .IgnoreError();
+  }
+  if (prefill_too && !a.prefill_node.id.empty()) {
+    c.reservation_id = 0;
+    HttpPostJson(a.prefill_node.endpoint, "/internal/v1/cancel", node_api::ToJson(c), call)
+        .IgnoreError();
+  }
+}
+
+void RouterService::Finish(ActiveRequest& a) {
+  const absl::Time end = absl::Now();
+  const double e2e_s = absl::ToDoubleSeconds(end - a.req.accepted);
+  const double ttft_s = absl::ToDoubleSeconds(a.first_token_at - a.req.accepted);
+  metrics_.e2e->Labels({}).Observe(e2e_s);
+  if (a.completion_tokens > 1) {
+    metrics_.tpot->Labels({}).Observe((e2e_s - ttft_s) / static_cast<double>(a.completion_tokens - 1));
+  }
+  metrics_.prompt_tokens->Labels({}).Increment(static_cast<double>(a.req.prompt.size()));
+  metrics_.generation_tokens->Labels({}).Increment(static_cast<double>(a.completion_tokens));
+  metrics_.cached_prompt_tokens->Labels({}).Increment(static_cast<double>(a.prefill.cached_tokens));
+}
+
+namespace {
+
+// The phase breakdown (ARCHITECTURE.md §2) in ms, from the router's clock and the nodes' replies.
+Json TimingsMs(const ActiveRequest& a, absl::Time end) {
+  const node_api::Timings& p = a.prefill.timings;
+  const node_api::Timings& d = a.decode_timings;
+  const bool decoded = a.decode_started_at != absl::InfinitePast();
+  Json t;
+  t["queue"] = a.router_queue_ms + p.queue;
+  t["kv_load"] = p.kv_load;
+  t["prefill"] = p.prefill;
+  t["first_token"] = Ms(a.first_token_at - a.req.accepted);
+  t["transfer"] = d.transfer > 0 ? d.transfer : p.transfer;
+  t["decode_queue"] = d.decode_queue;
+  t["decode"] = d.decode > 0 ? d.decode : decoded ? Ms(end - a.decode_started_at) : 0.0;
+  t["e2e"] = Ms(end - a.req.accepted);
+  return t;
+}
+
+std::string TandemJson(const ActiveRequest& a, const Json& timings) {
+  Json j;
+  j["request_id"] = a.req.request_id;
+  j["prefill_node"] = a.prefill_node.node_id.empty() ? a.prefill_node.id : a.prefill_node.node_id;
+  j["decode_node"] = a.decode_node.node_id.empty() ? a.decode_node.id : a.decode_node.node_id;
+  j["timings_ms"] = timings;
+  j["kv"] = Json{{"cached_tokens", a.prefill.cached_tokens},
+                 {"transfer_bytes", a.prefill.transfer_bytes}};
+  j["attention"] = Json{{"method", a.prefill.attention_method},
+                        {"density", a.prefill.attention_density}};
+  j["retries"] = a.retries;
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void ObservePhases(RouterMetrics& m, const Json& timings) {
+  for (const auto& [phase, ms] : timings.items()) {
+    if (phase == "e2e") continue;  // its own histogram
+    m.ObservePhase(phase, ms.get<double>() / 1000.0);
+  }
+}
+
+ResponseHeader HeaderFor(const PreparedRequest& r, std::string_view model_name) {
+  ResponseHeader h;
+  h.id = absl::StrCat(r.api.endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-",
+                      r.request_id);
+  h.created = absl::ToUnixSeconds(r.accepted);
+  h.model = std::string(model_name);
+  return h;
+}
+
+Usage UsageOf(const ActiveRequest& a) {
+  Usage u;
+  u.prompt_tokens = static_cast<int64_t>(a.req.prompt.size());
+  u.completion_tokens = a.completion_tokens;
+  u.cached_tokens = a.prefill.cached_tokens;
+  return u;
+}
+
+ApiError UpstreamError(const absl::Status& st) {
+  ApiError e;
+  e.http_status = 502;
+  e.message = absl::StrCat("the generation failed after it started: ", st.message());
+  e.type = "server_error";
+  e.code = "upstream_error";
+  return e;
+}
+
+}  // namespace
+
+int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string_view)>& write) {
+  CompletionStream stream(a.req.api.endpoint, HeaderFor(a.req, options_.served_model_name),
+                          a.req.api.stop, a.req.api.include_usage);
+  IncrementalDetokenizer detok(model_);
+  bool client_gone = false;
+  auto emit = [&](const std::string& bytes) {
+    if (!client_gone && !bytes.empty() && !write(bytes)) client_gone = true;
+    return !client_gone;
+  };
+
+  const int32_t first = a.prefill.first_token;
+  const bool first_is_eog = model_.IsEndOfGeneration(first);
+  if (first_is_eog) {
+    a.finish_reason = "stop";
+    emit(stream.OnText(""));
+  } else {
+    a.completion_tokens = 1;
+    emit(stream.OnText(detok.Push(first)));
+  }
+  a.first_token_at = a.last_token_at = absl::Now();
+  metrics_.ttft->Labels({}).Observe(absl::ToDoubleSeconds(a.first_token_at - a.req.accepted));
+
+  const bool decode = !first_is_eog && !client_gone && !stream.stopped() &&
+                      a.req.api.effective_max_tokens > 1;
+  RelayResult relay;
+  relay.kind = RelayResult::Kind::kDone;
+  if (decode) {
+    relay = RelayDecode(
+        a, model_, detok,
+        [&](const std::string& text) {
+          if (!emit(stream.OnText(text))) return TextVerdict::kClientGone;
+          return stream.stopped() ? TextVerdict::kStop : TextVerdict::kContinue;
+        },
+        options_.decode_timeout, options_.control_timeout, metrics_);
+  } else {
+    if (stream.stopped()) a.finish_reason = "stop";
+  }
+  if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
+  if (!decode || relay.kind != RelayResult::Kind::kDone) CancelBestEffort(a, client_gone);
+
+  int code = 200;
+  const absl::Time end = absl::Now();
+  const Json timings = TimingsMs(a, end);
+  switch (relay.kind) {
+    case RelayResult::Kind::kDone:
+    case RelayResult::Kind::kStopped:
+      emit(stream.OnText(detok.Flush()));
+      emit(stream.Finish(a.finish_reason, UsageOf(a), TandemJson(a, timings)));
+      break;
+    case RelayResult::Kind::kClientGone:
+      code = 499;
+      break;
+    case RelayResult::Kind::kFailed:
+      LOG(WARNING) << "req=" << a.req.request_id << " decode stream on " << a.decode_node.id
+                   << " failed after the first token: " << relay.error;
+      emit(stream.Fail(UpstreamError(relay.error)));
+      code = 502;
+      break;
+  }
+  if (client_gone) code = 499;
+  if (code == 200) ObservePhases(metrics_, timings);
+  Finish(a);
+  return code;
+}
+
+HttpResult RouterService::Complete(PreparedRequest req) {
+  ActiveRequest a(std::move(req), &metrics_);
+  while (true) {
+    absl::Status admitted = AdmitAttempt(a);
+    if (!admitted.ok()) {
+      ApiError e = ApiErrorFromStatus(admitted);
+      return HttpResult{e.http_status, e.Body(), e.http_status == 503 ? "1" : ""};
+    }
+    StopMatcher stop(a.req.api.stop);
+    IncrementalDetokenizer detok(model_);
+    std::string text;
+    a.completion_tokens = 0;
+    a.finish_reason = "length";
+    a.decode_timings = {};
+    const int32_t first = a.prefill.first_token;
+    const bool first_is_eog = model_.IsEndOfGeneration(first);
+    if (first_is_eog) {
+      a.finish_reason = "stop";
+    } else {
+      a.completion_tokens = 1;
+      StopMatcher::Result r = stop.Feed(detok.Push(first));
+      text += r.emit;
+    }
+    a.first_token_at = a.last_token_at = absl::Now();
+    metrics_.ttft->Labels({}).Observe(absl::ToDoubleSeconds(a.first_token_at - a.req.accepted));
+    const bool decode = !first_is_eog && !stop.stopped() && a.req.api.effective_max_tokens > 1;
+    RelayResult relay;
+    relay.kind = RelayResult::Kind::kDone;
+    if (decode) {
+      relay = RelayDecode(
+          a, model_, detok,
+          [&](const std::string& t) {
+            StopMatcher::Result r = stop.Feed(t);
+            text += r.emit;
+            return r.stopped ? TextVerdict::kStop : TextVerdict::kContinue;
+          },
+          options_.decode_timeout, options_.control_timeout, metrics_);
+    }
+    if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
+    if (!decode || relay.kind != RelayResult::Kind::kDone) CancelBestEffort(a, false);
+    if (relay.kind == RelayResult::Kind::kFailed) {
+      // Nothing reached the client, and no token came from the decode node: another pair of
+      // nodes reproduces the same answer (same prompt, same random stream).
+      if (relay.decode_tokens == 0 && IsRetryable(relay.error) &&
+          a.retries < options_.max_retries) {
+        ++a.retries;
+        metrics_.CountRetry("decode_error");
+        LOG(WARNING) << "req=" << a.req.request_id << " decode on " << a.decode_node.id
+                     << " failed before its first token, retrying: " << relay.error;
+        a.reserved = false;
+        continue;
+      }
+      LOG(WARNING) << "req=" << a.req.request_id << " decode stream on " << a.decode_node.id
+                   << " failed: " << relay.error;
+      Finish(a);
+      ApiError e = UpstreamError(relay.error);
+      return HttpResult{502, e.Body(), ""};
+    }
+    if (!stop.stopped()) {
+      StopMatcher::Result r = stop.Feed(detok.Flush());
+      text += r.emit;
+      if (!r.stopped) text += stop.Flush();
+    }
+    if (stop.stopped()) a.finish_reason = "stop";
+    const Json timings = TimingsMs(a, absl::Now());
+    ObservePhases(metrics_, timings);
+    Finish(a);
+    Completion c;
+    c.text = std::move(text);
+    c.finish_reason = a.finish_reason;
+    c.usage = UsageOf(a);
+    c.tandem_json = TandemJson(a, timings);
+    return HttpResult{200,
+                      RenderCompletion(a.req.api.endpoint,
+                                       HeaderFor(a.req, options_.served_model_name), c),
+                      ""};
+  }
+}
+
+}  // namespace tandem::router
