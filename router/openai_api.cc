@@ -262,6 +262,9 @@ absl::Status ParseCommon(const Json& body, int64_t context_length, CompletionReq
     }
     if (req.top_k == -1) req.top_k = 0;
   }
+  if (const Json* f = Field(body, "ignore_eos")) {
+    TANDEM_ASSIGN_OR_RETURN(req.ignore_eos, GetBool(*f, "ignore_eos"));
+  }
   if (const Json* f = Field(body, "seed")) {
     TANDEM_ASSIGN_OR_RETURN(req.seed, GetInt(*f, "seed"));
   }

@@ -66,6 +66,8 @@ struct CompletionRequest {
   std::optional<int64_t> seed;
   std::vector<std::string> stop;  // at most 4, none empty
   bool stream = false;
+  // vLLM's extension: keep generating past end-of-generation ids up to max_tokens (benchmarks).
+  bool ignore_eos = false;
   bool include_usage = false;  // stream_options.include_usage
   std::vector<Document> documents;
   TandemOptions tandem;

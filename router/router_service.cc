@@ -360,7 +360,7 @@ int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string
   };
 
   const int32_t first = a.prefill.first_token;
-  const bool first_is_eog = model_.IsEndOfGeneration(first);
+  const bool first_is_eog = !a.req.api.ignore_eos && model_.IsEndOfGeneration(first);
   if (first_is_eog) {
     a.finish_reason = "stop";
     emit(stream.OnText(""));
@@ -429,7 +429,7 @@ HttpResult RouterService::Complete(PreparedRequest req) {
     a.finish_reason = "length";
     a.decode_timings = {};
     const int32_t first = a.prefill.first_token;
-    const bool first_is_eog = model_.IsEndOfGeneration(first);
+    const bool first_is_eog = !a.req.api.ignore_eos && model_.IsEndOfGeneration(first);
     if (first_is_eog) {
       a.finish_reason = "stop";
     } else {

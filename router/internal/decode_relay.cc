@@ -33,6 +33,7 @@ RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
   body.sampling = a.req.sampling;
   body.sampling.rng_state = a.prefill.rng_state;
   body.max_tokens = a.req.api.effective_max_tokens;
+  body.ignore_eos = a.req.api.ignore_eos;
   body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(decode_timeout);
   HttpCallOptions call;
   call.connect_timeout = connect_timeout;

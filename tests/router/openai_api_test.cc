@@ -51,7 +51,7 @@ TEST(ParseChat, FullRequest) {
   auto r = Chat(R"({
     "model": "SmolLM2-135M-Instruct", "stream": true, "max_completion_tokens": 128,
     "temperature": 0.5, "top_p": 0.9, "top_k": 40, "seed": 7, "stop": ["\n\n", "END"],
-    "stream_options": {"include_usage": true}, "n": 1, "unknown_field": {"x": [1, 2]},
+    "ignore_eos": true, "stream_options": {"include_usage": true}, "n": 1, "unknown_field": {"x": [1, 2]},
     "user": "someone", "documents": [{"id": "d1", "text": "doc text"}],
     "messages": [
       {"role": "system", "content": "Be brief."},
@@ -76,6 +76,7 @@ TEST(ParseChat, FullRequest) {
   EXPECT_DOUBLE_EQ(r->temperature, 0.5);
   EXPECT_DOUBLE_EQ(r->top_p, 0.9);
   EXPECT_EQ(r->top_k, 40);
+  EXPECT_TRUE(r->ignore_eos);
   EXPECT_EQ(r->seed, 7);
   EXPECT_THAT(r->stop, ElementsAre("\n\n", "END"));
   EXPECT_TRUE(r->stream);
@@ -99,6 +100,7 @@ TEST(ParseChat, Defaults) {
   EXPECT_DOUBLE_EQ(r->top_p, 1.0);
   EXPECT_EQ(r->top_k, 0);
   EXPECT_FALSE(r->seed.has_value());
+  EXPECT_FALSE(r->ignore_eos);
   EXPECT_THAT(r->stop, ElementsAre("x"));
   EXPECT_FALSE(r->stream);
   EXPECT_FALSE(r->include_usage);
@@ -228,6 +230,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"top_p_zero", kC, ChatBody(R"("top_p":0)"), 400, kIre, "top_p", ""},
         BadCase{"top_p_range", kC, ChatBody(R"("top_p":1.1)"), 400, kIre, "top_p", ""},
         BadCase{"top_k_range", kC, ChatBody(R"("top_k":-2)"), 400, kIre, "top_k", ""},
+        BadCase{"ignore_eos_type", kC, ChatBody(R"("ignore_eos":"yes")"), 400, kIre, "ignore_eos",
+                ""},
         BadCase{"seed_type", kC, ChatBody(R"("seed":"1")"), 400, kIre, "seed", ""},
         BadCase{"stop_type", kC, ChatBody(R"("stop":5)"), 400, kIre, "stop", ""},
         BadCase{"stop_too_many", kC, ChatBody(R"("stop":["a","b","c","d","e"])"), 400, kIre, "stop",
