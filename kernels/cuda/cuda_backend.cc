@@ -72,8 +72,9 @@ bool CudaBackend::Supports(const OpCall& call) const {
           [&](const KvWriteParams& p) { return PrepareKvWrite(p, device_).ok(); },
           [&](const PagedAttentionParams& p) { return PreparePagedAttention(p, device_).ok(); },
           [&](const SampleParams& p) { return PrepareSample(p, device_).ok(); },
-          // Prefill attention has no CUDA kernel yet; the runner uses PagedAttention on CUDA.
-          [&](const AttentionPrefillParams&) { return false; },
+          [&](const AttentionPrefillParams& p) {
+            return PrepareAttentionPrefill(p, device_).ok();
+          },
       },
       call);
 }
@@ -107,10 +108,7 @@ absl::Status CudaBackend::Run(const OpCall& call) {
             return PrepareAndLaunch(PreparePagedAttention, LaunchPagedAttention, p, d, s);
           },
           [&](const SampleParams& p) { return RunSample(p); },
-          [&](const AttentionPrefillParams&) {
-            return absl::UnimplementedError(
-                absl::StrCat("cuda:", d, ": attention_prefill has no CUDA kernel yet"));
-          },
+          [&](const AttentionPrefillParams& p) { return RunAttentionPrefill(p); },
       },
       call);
 }

@@ -44,13 +44,15 @@ class CudaBackend final : public KernelBackend {
  private:
   CudaBackend(int device, cudaStream_t stream);
   absl::Status RunSample(const SampleParams& p);
+  // Reads positions back and synchronises (attention_prefill_host.cc).
+  absl::Status RunAttentionPrefill(const AttentionPrefillParams& p);
   // Makes scratch_ at least `bytes` long (contents are not kept).
   absl::Status EnsureScratch(int64_t bytes);
 
   const int device_;
   const std::string name_;
   cudaStream_t stream_;
-  void* scratch_ = nullptr;  // Sample: row configs, probabilities, output tokens
+  void* scratch_ = nullptr;  // Sample: configs, probabilities, tokens; AttentionPrefill: masks
   int64_t scratch_bytes_ = 0;
 };
 

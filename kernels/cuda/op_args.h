@@ -105,6 +105,46 @@ struct PagedAttentionArgs {
   float scale = 0.125f;
 };
 
+// AttentionPrefill (op.h) on the f32 interface. Positions stay on the device for the kernels; the
+// host reads a copy to size the block mask (attention_prefill_host.cc).
+struct AttentionPrefillArgs {
+  const float* q = nullptr;  // [n_q, n_heads, head_dim]
+  int64_t q_stride0 = 0, q_stride1 = 0;
+  const float* k = nullptr;  // [n_kv, n_kv_heads, head_dim]
+  int64_t k_stride0 = 0, k_stride1 = 0;
+  const float* v = nullptr;
+  int64_t v_stride0 = 0, v_stride1 = 0;
+  float* out = nullptr;  // [n_q, n_heads, head_dim]
+  int64_t out_stride0 = 0, out_stride1 = 0;
+  const int32_t* q_pos = nullptr;
+  int64_t q_pos_stride = 0;
+  const int32_t* kv_pos = nullptr;
+  int64_t kv_pos_stride = 0;
+  int64_t n_q = 0, n_kv = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  float scale = 0.125f;
+};
+
+// keep[(h * n_qb + q_pos / bq - qb0) * n_kb + kv_pos / bk - kb0] != 0: the (head, q block, kv
+// block) is computed (cpu_ref's Selection layout). keep == nullptr: every block is.
+struct PrefillMaskArgs {
+  uint8_t* keep = nullptr;
+  int64_t bq = 64, bk = 64, qb0 = 0, kb0 = 0, n_qb = 0, n_kb = 0;
+};
+
+// SALE's selection on the f32 interface: device scratch the launcher fills in order (K mean, int4
+// rows, per-row thresholds), then the blocks it sets in the mask.
+struct SaleSelectArgs {
+  float threshold = 0.008f;
+  int64_t q_block = 64, k_block = 32, local_window = 128, sink = 32;
+  float* k_mean = nullptr;      // [n_kv_heads, head_dim]
+  int8_t* q8 = nullptr;         // [n_q, n_heads, head_dim]
+  float* q_scale = nullptr;     // [n_q, n_heads]
+  float* q_mean_dot = nullptr;  // [n_q, n_heads]
+  int8_t* k8 = nullptr;         // [n_kv, n_kv_heads, head_dim]
+  float* k_scale = nullptr;     // [n_kv, n_kv_heads]
+  double* row_threshold = nullptr;  // [n_q, n_heads]: m + ln(tau * l), in logit units
+};
+
 // One row's sampling settings as the kernel sees them; `u` is the uniform draw the host already
 // took from the row's generator (unused when greedy).
 struct SampleRowConfig {
@@ -134,5 +174,10 @@ cudaError_t LaunchSoftmax(const SoftmaxArgs& a, cudaStream_t stream);
 cudaError_t LaunchKvWrite(const KvWriteArgs& a, cudaStream_t stream);
 cudaError_t LaunchPagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
 cudaError_t LaunchSample(const SampleArgs& a, cudaStream_t stream);
+// Adds SALE's estimated blocks to m.keep (which already holds the mandatory ones).
+cudaError_t LaunchSaleSelectF32(const AttentionPrefillArgs& a, const SaleSelectArgs& s,
+                                const PrefillMaskArgs& m, cudaStream_t stream);
+cudaError_t LaunchAttentionPrefillF32(const AttentionPrefillArgs& a, const PrefillMaskArgs& m,
+                                      cudaStream_t stream);
 
 }  // namespace tandem::kernels::cuda

@@ -361,6 +361,88 @@ absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionPar
   return a;
 }
 
+absl::StatusOr<AttentionPrefillArgs> PrepareAttentionPrefill(const AttentionPrefillParams& p,
+                                                             int device) {
+  constexpr std::string_view kOp = "attention_prefill";
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "q", p.q, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "k", p.k, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "v", p.v, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "out", p.out, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckI32(kOp, "q_pos", p.q_pos, 1, device));
+  TANDEM_RETURN_IF_ERROR(CheckI32(kOp, "kv_pos", p.kv_pos, 1, device));
+  AttentionPrefillArgs a;
+  a.n_q = p.q.dim(0);
+  a.n_heads = p.q.dim(1);
+  a.head_dim = p.q.dim(2);
+  a.n_kv = p.k.dim(0);
+  a.n_kv_heads = p.k.dim(1);
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k's head_dim", p.k.dim(2), a.head_dim));
+  for (int d = 0; d < 3; ++d) {
+    TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's shape", p.v.dim(d), p.k.dim(d)));
+    TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "out's shape", p.out.dim(d), p.q.dim(d)));
+  }
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "q_pos's size", p.q_pos.dim(0), a.n_q));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "kv_pos's size", p.kv_pos.dim(0), a.n_kv));
+  if (a.n_kv_heads <= 0 || a.n_heads % a.n_kv_heads != 0 || a.n_heads > 65535) {
+    return Invalid(kOp, absl::StrCat("n_heads ", a.n_heads, " must be a multiple of n_kv_heads ",
+                                     a.n_kv_heads, " and at most 65535"));
+  }
+  if (a.head_dim < 1 || a.head_dim > kMaxAttentionHeadDim) {
+    return Invalid(kOp, absl::StrCat("unsupported head_dim ", a.head_dim, "; supported: 1..",
+                                     kMaxAttentionHeadDim));
+  }
+  if (!std::isfinite(p.scale)) return Invalid(kOp, absl::StrCat("scale ", p.scale, " is not finite"));
+  const SparseConfig& c = p.sparse;
+  auto at_least = [&](std::string_view field, int64_t v, int64_t min) {
+    return v >= min ? absl::OkStatus()
+                    : Invalid(kOp, absl::StrCat("sparse.", AV(field), "=", v, " < ", min));
+  };
+  switch (c.method) {
+    case SparseMethod::kDense:
+      break;
+    case SparseMethod::kSale:
+      if (!(c.sale_threshold >= 0.0f) || !std::isfinite(c.sale_threshold)) {
+        return Invalid(kOp, absl::StrCat("sparse.sale_threshold=", c.sale_threshold,
+                                         " is not finite and >= 0"));
+      }
+      TANDEM_RETURN_IF_ERROR(at_least("sale_q_block", c.sale_q_block, 1));
+      TANDEM_RETURN_IF_ERROR(at_least("sale_k_block", c.sale_k_block, 1));
+      TANDEM_RETURN_IF_ERROR(at_least("sale_local_window", c.sale_local_window, 0));
+      TANDEM_RETURN_IF_ERROR(at_least("sale_sink", c.sale_sink, 0));
+      TANDEM_RETURN_IF_ERROR(at_least("sale_min_tokens", c.sale_min_tokens, 0));
+      break;
+    case SparseMethod::kPowerAttention:
+      TANDEM_RETURN_IF_ERROR(at_least("power_block", c.power_block, 1));
+      TANDEM_RETURN_IF_ERROR(at_least("power_window_blocks", c.power_window_blocks, 0));
+      TANDEM_RETURN_IF_ERROR(at_least("power_sink_blocks", c.power_sink_blocks, 0));
+      break;
+    default:
+      return Invalid(kOp, absl::StrCat("sparse.method=", static_cast<int>(c.method),
+                                       " is not a SparseMethod"));
+  }
+  if (Overlaps(p.out, p.q) || Overlaps(p.out, p.k) || Overlaps(p.out, p.v)) {
+    return Invalid(kOp, "out must not alias q, k or v");
+  }
+  a.q = static_cast<const float*>(p.q.data);
+  TANDEM_ASSIGN_OR_RETURN(a.q_stride0, Stride4(kOp, "q", p.q, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.q_stride1, Stride4(kOp, "q", p.q, 1));
+  a.k = static_cast<const float*>(p.k.data);
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride0, Stride4(kOp, "k", p.k, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride1, Stride4(kOp, "k", p.k, 1));
+  a.v = static_cast<const float*>(p.v.data);
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride0, Stride4(kOp, "v", p.v, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride1, Stride4(kOp, "v", p.v, 1));
+  a.out = static_cast<float*>(p.out.data);
+  TANDEM_ASSIGN_OR_RETURN(a.out_stride0, Stride4(kOp, "out", p.out, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.out_stride1, Stride4(kOp, "out", p.out, 1));
+  a.q_pos = static_cast<const int32_t*>(p.q_pos.data);
+  TANDEM_ASSIGN_OR_RETURN(a.q_pos_stride, Stride4(kOp, "q_pos", p.q_pos, 0));
+  a.kv_pos = static_cast<const int32_t*>(p.kv_pos.data);
+  TANDEM_ASSIGN_OR_RETURN(a.kv_pos_stride, Stride4(kOp, "kv_pos", p.kv_pos, 0));
+  a.scale = p.scale;
+  return a;
+}
+
 absl::StatusOr<SampleArgs> PrepareSample(const SampleParams& p, int device) {
   constexpr std::string_view kOp = "sample";
   TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "logits", p.logits, 2, device));

@@ -21,6 +21,10 @@ absl::StatusOr<SwiGluArgs> PrepareSwiGlu(const SwiGluParams& p, int device);
 absl::StatusOr<SoftmaxArgs> PrepareSoftmax(const SoftmaxParams& p, int device);
 absl::StatusOr<KvWriteArgs> PrepareKvWrite(const KvWriteParams& p, int device);
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p, int device);
+// Shapes, dtypes, strides and the sparse config; positions are checked by the backend once it has
+// read them (they live on the device).
+absl::StatusOr<AttentionPrefillArgs> PrepareAttentionPrefill(const AttentionPrefillParams& p,
+                                                             int device);
 // Fills everything but the device scratch pointers (configs, probs, out_tokens), which the
 // backend owns.
 absl::StatusOr<SampleArgs> PrepareSample(const SampleParams& p, int device);
