@@ -29,8 +29,9 @@ namespace tandem::cli {
 TANDEM_FLAG(int32_t, serve_port, 8000, "tandem serve: the router's port (the OpenAI API).");
 TANDEM_FLAG(int32_t, serve_startup_timeout_s, 300,
             "tandem serve: seconds to wait for each process to become ready.");
-TANDEM_FLAG(int32_t, serve_stop_timeout_s, 20,
-            "tandem serve: seconds a process gets to drain on Ctrl-C before it is killed.");
+TANDEM_FLAG(int32_t, serve_stop_timeout_s, 70,
+            "tandem serve: seconds a process gets to drain on Ctrl-C before it is killed. Keep it "
+            "above --decode_drain_timeout_ms (60 s), so open streams finish or end cleanly.");
 TANDEM_FLAG(int32_t, serve_max_restarts, 5,
             "tandem serve: restarts of one process within a minute before serve gives up.");
 

@@ -72,15 +72,22 @@ void Batcher::Stop() {
 
 std::shared_ptr<DecodeStream> Batcher::Submit(DecodeJob job) {
   auto stream = std::make_shared<DecodeStream>();
-  Sequence s;
-  s.job = std::move(job);
-  s.stream = stream;
-  absl::MutexLock lock(&mu_);
-  if (stop_) {
-    stream->Push(ErrorEvent(absl::UnavailableError("decode engine stopped")));
-    return stream;
+  const uint64_t reservation_id = job.reservation_id;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stop_) {
+      Sequence s;
+      s.job = std::move(job);
+      s.stream = stream;
+      pending_.push_back(std::move(s));
+      return stream;
+    }
   }
-  pending_.push_back(std::move(s));
+  // The caller handed the reservation to the engine with this job; a job that never joins must
+  // still free it, or the room stays claimed and a drain waits its whole timeout. Called outside
+  // mu_, as for a job that ends in the loop.
+  if (on_job_end_) on_job_end_(reservation_id);
+  stream->Push(ErrorEvent(absl::UnavailableError("decode engine stopped")));
   return stream;
 }
 

@@ -82,7 +82,8 @@ class Batcher {
 
   // Queues `job` for admission at the next step boundary; never blocks. The stream carries its
   // token events, then done (stop | length, timings) or error (503 retryable when the KV pool
-  // is full, 499 when cancelled, 500 when the model fails).
+  // is full or the engine stopped, 499 when cancelled, 500 when the model fails). OnJobEnd runs
+  // exactly once per submitted job, also for one submitted after Stop().
   std::shared_ptr<DecodeStream> Submit(DecodeJob job);
 
   // Ends every unfinished job with an error event and joins the engine thread; later Submit()s

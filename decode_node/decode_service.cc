@@ -125,6 +125,9 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const Decod
 }
 
 void DecodeService::Shutdown() {
+  // First, so HTTP threads waiting for a transfer return now and http.Stop() need not wait for
+  // their decode deadlines.
+  reservations_.Close();
   if (transport_ != nullptr) {
     if (absl::Status s = transport_->Shutdown(absl::Seconds(1)); !s.ok()) {
       LOG(WARNING) << "node=" << options_.node_id << " data plane shutdown: " << s;
@@ -198,6 +201,17 @@ void DecodeService::RunDecode(DecodeCall& call, const DecodeEventSink& sink) {
     } else {
       LOG(WARNING) << "req=" << req.request_id << " decode without KV: " << s;
     }
+    release();
+    sink(ErrorEvent(s));
+    return;
+  }
+  if (!req.transfer_id.empty() && req.transfer_id != kv->transfer_id) {
+    // The KV here is not what the router's prefill reply described (a stale transfer from an
+    // earlier attempt, or a mixed-up reservation): decoding it would continue some other prefill.
+    const absl::Status s = absl::UnavailableError(absl::StrCat(
+        "reservation ", call.claim_.id, " received KV transfer ", kv->transfer_id,
+        ", the decode request names transfer ", req.transfer_id));
+    LOG(WARNING) << "req=" << req.request_id << " " << s;
     release();
     sink(ErrorEvent(s));
     return;

@@ -96,13 +96,17 @@ class DecodeService {
   void Drain() { reservations_.StartDraining(); }
   // Blocks until every reservation has ended or `deadline`; true when none is left.
   bool WaitDrained(absl::Time deadline) { return reservations_.WaitEmpty(deadline); }
-  // Stops the data plane and the engine (unfinished streams end with an error). Idempotent.
+  // Stops the data plane and the engine (unfinished streams end with an error) and wakes every
+  // decode call still waiting for its transfer (503), so an HTTP server stopped next does not wait
+  // for their deadlines. Idempotent.
   void Shutdown();
 
   uint16_t data_port() const { return data_port_; }
   const std::string& node_id() const { return options_.node_id; }
   const KvFormat& kv_format() const { return kv_format_; }
   const model::ModelRunner& runner() const { return *runner_; }
+  // Decode steps the engine has run so far (for tests and diagnostics).
+  int64_t engine_steps() const { return batcher_->steps(); }
 
  private:
   explicit DecodeService(const DecodeOptions& options, MetricsRegistry* metrics,

@@ -19,14 +19,18 @@ TANDEM_FLAG(int32_t, decode_max_seqs, 32,
             "Sequences the decode node reserves and batches at once (see DecodeOptions).");
 TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, 65536,
             "KV tokens of the decode node's pool; 65536 = 1.4 GiB at f16 for SmolLM2.");
-TANDEM_FLAG(int32_t, decode_reservation_ttl_ms, 30000,
-            "Longest an unclaimed decode reservation holds its KV room (ms).");
+TANDEM_FLAG(int32_t, decode_reservation_ttl_ms, 310000,
+            "Longest an unclaimed decode reservation waits for its KV transfer, and is kept after "
+            "it (ms). Keep it >= --router_prefill_timeout_ms + 5 s (the router's reserve "
+            "deadline) so the router's deadline governs.");
 TANDEM_FLAG(std::string, decode_advertise_host, "",
             "Host prefill nodes send KV to; default --host, or this machine's hostname when "
             "--host is a wildcard address.");
-TANDEM_FLAG(int32_t, decode_drain_timeout_ms, 600000,
+TANDEM_FLAG(int32_t, decode_drain_timeout_ms, 60000,
             "On drain (SIGTERM, POST /internal/v1/drain), how long to wait for running streams "
-            "before exiting (ms).");
+            "before ending them and exiting (ms). Default = --router_decode_timeout_ms, after "
+            "which the router gives up on a stream anyway; tandem serve's --serve_stop_timeout_s "
+            "(70 s) leaves ~10 s beyond it for the shutdown before it kills the node.");
 
 namespace {
 

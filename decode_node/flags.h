@@ -27,7 +27,8 @@ absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags();
 // --decode_port; InvalidArgument outside 0..65535 (0 binds a free port).
 absl::StatusOr<int> DecodePortFromFlags();
 
-// --decode_drain_timeout_ms: how long a draining node waits for its streams before it exits.
+// --decode_drain_timeout_ms: how long a draining node waits for its streams before it ends them
+// and exits. tandem serve's --serve_stop_timeout_s must exceed it, or serve kills the node first.
 absl::StatusOr<absl::Duration> DecodeDrainTimeoutFromFlags();
 
 }  // namespace tandem::decode

@@ -5,7 +5,9 @@
 // thread), reads every flag, loads the model, serves HTTP (--host, --decode_port, --http_threads)
 // and the KV data plane (--decode_data_port), writes --ready_file with {"http", "data"} ports,
 // then waits for SIGINT/SIGTERM or POST /internal/v1/drain, drains (no new reservations, running
-// streams finish, up to --decode_drain_timeout_ms) and returns. Blocks for the process's life.
+// streams finish, up to --decode_drain_timeout_ms; then the rest end with an error event and the
+// transport, engine and HTTP server stop within a few seconds) and returns. Blocks for the
+// process's life.
 #pragma once
 
 #include "absl/status/status.h"

@@ -33,9 +33,13 @@ struct DecodeOptions {
   // tokens, or 8 full 8192-token contexts, while leaving room for a prefill node on the same
   // machine. Default: 65536. Flag: --decode_kv_capacity_tokens
   int32_t kv_capacity_tokens = 65536;
-  // Longest an unclaimed reservation holds its room (a reserve's deadline_ms may only shorten
-  // it). Default: 30 s. Flag: --decode_reservation_ttl_ms
-  absl::Duration reservation_ttl = absl::Seconds(30);
+  // Longest an unclaimed reservation waits for its KV transfer (a reserve's deadline_ms may only
+  // shorten it), and how long it is kept for its decode call after the transfer ended; it never
+  // expires while the transfer is arriving. Must be at least the router's reserve deadline,
+  // --router_prefill_timeout_ms + its control timeout (300 s + 5 s by default), so the router's
+  // deadline_ms is what governs: a shorter ttl drops reservations of prompts whose prefill is
+  // merely slow. Default: 310 s. Flag: --decode_reservation_ttl_ms
+  absl::Duration reservation_ttl = absl::Seconds(310);
   // Tokens per KV block, part of the KvFormat. Default: 256. --kv_block_tokens
   int32_t kv_block_tokens = 256;
   // Tenant namespace of the KvFormat. Default: "". --kv_namespace

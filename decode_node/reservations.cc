@@ -22,12 +22,15 @@ absl::StatusOr<Reserved> ReservationTable::Reserve(const node_api::ReserveReques
                                                    " and max_tokens ", req.max_tokens,
                                                    " must be positive"));
   }
-  const int64_t tokens = req.prompt_tokens + req.max_tokens;
-  if (tokens > limits_.context_length) {
+  // Each alone first: both come from JSON as int64, and a sum that wraps negative would pass the
+  // check below and then lower pages_used_.
+  if (req.prompt_tokens > limits_.context_length || req.max_tokens > limits_.context_length ||
+      req.prompt_tokens + req.max_tokens > limits_.context_length) {
     return absl::OutOfRangeError(absl::StrCat(
         "reserve: prompt_tokens ", req.prompt_tokens, " + max_tokens ", req.max_tokens,
         " exceed the model's context length of ", limits_.context_length, " tokens"));
   }
+  const int64_t tokens = req.prompt_tokens + req.max_tokens;
   const int64_t pages = (tokens + limits_.page_tokens - 1) / limits_.page_tokens;
   const absl::Time now = absl::Now();
   absl::Time expires = now + limits_.ttl;
@@ -35,6 +38,7 @@ absl::StatusOr<Reserved> ReservationTable::Reserve(const node_api::ReserveReques
 
   absl::MutexLock lock(&mu_);
   ExpireLocked(now);
+  if (closed_) return absl::UnavailableError("decode node shutting down");
   if (draining_) return absl::UnavailableError("decode node draining: not taking new requests");
   if (static_cast<int64_t>(by_id_.size()) >= limits_.max_seqs) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -64,6 +68,7 @@ absl::StatusOr<Reserved> ReservationTable::Reserve(const node_api::ReserveReques
 absl::StatusOr<Claim> ReservationTable::ClaimForDecode(uint64_t id) {
   absl::MutexLock lock(&mu_);
   ExpireLocked(absl::Now());
+  if (closed_) return absl::UnavailableError("decode node shutting down");
   auto it = by_id_.find(id);
   if (it == by_id_.end()) {
     return absl::NotFoundError(absl::StrCat("no reservation ", id, " (unknown or expired)"));
@@ -82,11 +87,12 @@ absl::StatusOr<ReceivedKv> ReservationTable::AwaitTransfer(uint64_t id, absl::Ti
   absl::MutexLock lock(&mu_);
   auto settled = [this, id]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     auto it = by_id_.find(id);
-    return it == by_id_.end() || it->second.cancelled->load() ||
+    return closed_ || it == by_id_.end() || it->second.cancelled->load() ||
            it->second.phase == TransferPhase::kComplete ||
            it->second.phase == TransferPhase::kFailed;
   };
   mu_.AwaitWithDeadline(absl::Condition(&settled), deadline);
+  if (closed_) return absl::UnavailableError("decode node shutting down");
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return absl::NotFoundError(absl::StrCat("no reservation ", id));
   Reservation& r = it->second;
@@ -135,6 +141,12 @@ absl::Status ReservationTable::Cancel(uint64_t id) {
 void ReservationTable::StartDraining() {
   absl::MutexLock lock(&mu_);
   draining_ = true;
+}
+
+void ReservationTable::Close() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  closed_ = true;
 }
 
 bool ReservationTable::draining() const {
@@ -195,6 +207,7 @@ absl::Status ReservationTable::OnBegin(const kv::TransferMeta& meta, kv::Reserva
   by_transfer_.erase(r.transfer);
   r.phase = TransferPhase::kReceiving;
   r.transfer = meta.id;
+  r.transfer_blocks = meta.block_count;
   r.failure = absl::OkStatus();
   r.kv = ReceivedKv{};
   r.kv.first_token = meta.first_token;
@@ -219,6 +232,15 @@ absl::Status ReservationTable::OnBlock(const kv::TransferId& id, kv::KvBlock blo
     return absl::InvalidArgumentError(absl::StrCat(
         "transfer carries more than the ", r->prompt_tokens, " prompt tokens reserved"));
   }
+  // The last block must complete the prompt the router reserved for: the decode would otherwise
+  // continue from a prefix (and a NACK now lets the sender report it, rather than an ACKed
+  // transfer that fails at admission).
+  if (r->kv.blocks.size() + 1 == r->transfer_blocks &&
+      r->kv.prompt_len + block.num_tokens() != r->prompt_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "transfer carries ", r->kv.prompt_len + block.num_tokens(), " prompt tokens, the ",
+        "reservation is for ", r->prompt_tokens));
+  }
   r->kv.prompt_len += block.num_tokens();
   r->kv.blocks.push_back(std::move(block));
   metrics_->TransferBytesIn(bytes);
@@ -230,6 +252,17 @@ void ReservationTable::OnEnd(const kv::TransferId& id, const absl::Status& statu
   Reservation* r = FindByTransferLocked(id);
   if (!status.ok()) metrics_->TransferFailed(status);
   if (r == nullptr || r->phase != TransferPhase::kReceiving) return;
+  // The prefill may have taken most of the original deadline; the decode call that follows needs
+  // its own window to claim the KV (or a resend, after a failure).
+  r->expires = absl::Now() + limits_.ttl;
+  if (status.ok() && r->kv.prompt_len != r->prompt_tokens) {
+    // Unreachable while OnBlock checks the last block; kept so a short transfer never decodes.
+    r->phase = TransferPhase::kFailed;
+    r->failure = absl::DataLossError(absl::StrCat("transfer carried ", r->kv.prompt_len,
+                                                  " of ", r->prompt_tokens, " prompt tokens"));
+    r->kv = ReceivedKv{};
+    return;
+  }
   if (status.ok()) {
     r->phase = TransferPhase::kComplete;
     r->kv.completed_at = absl::Now();
@@ -245,7 +278,11 @@ void ReservationTable::OnEnd(const kv::TransferId& id, const absl::Status& statu
 void ReservationTable::ExpireLocked(absl::Time now) {
   std::vector<uint64_t> expired;
   for (const auto& [id, r] : by_id_) {
-    if (!r.claimed && r.expires <= now) expired.push_back(id);
+    // A transfer in progress is bounded by its own deadline (the transport then calls OnEnd,
+    // which restarts the clock); expiring it here would NACK a transfer that is on time.
+    if (!r.claimed && r.phase != TransferPhase::kReceiving && r.expires <= now) {
+      expired.push_back(id);
+    }
   }
   for (uint64_t id : expired) {
     VLOG(1) << "req=" << by_id_[id].request_id << " reservation " << id << " expired unclaimed";

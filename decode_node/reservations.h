@@ -7,6 +7,14 @@
 // would be exceeded. An unclaimed reservation expires at its deadline and frees its room; a decode
 // call claims it, which stops the clock, and releases it when its stream ends.
 //
+// Expiry clock (agrees with the router, which reserves with deadline_ms = now + its prefill
+// timeout + control timeout, 305 s by default): before its transfer starts, a reservation lives
+// until min(deadline_ms, now + ttl); while the transfer is arriving it never expires (the
+// transport ends every transfer by its own deadline, calling OnEnd); when the transfer ends, OK or
+// failed, the clock restarts at now + ttl, so a long prefill never costs the decode call its KV
+// and a failed transfer leaves a full ttl for a resend. Only an orphan (nobody ever claims or
+// cancels it, e.g. the router died) is dropped, ttl after its transfer ended.
+//
 // As the TransferSink it keeps the blocks of a reservation's transfer in host memory, in order,
 // until the decode call takes them (AwaitTransfer) and hands them to the engine thread: transport
 // threads never touch the model runner.
@@ -39,7 +47,9 @@ struct ReservationLimits {
   int64_t capacity_pages = 0;    // KV pages of the pool
   int32_t page_tokens = 16;      // tokens per page
   int64_t context_length = 0;    // the model's; prompt + max_tokens may not exceed it
-  absl::Duration ttl = absl::Seconds(30);  // longest an unclaimed reservation lives
+  // Longest an unclaimed reservation waits for its transfer, and how long it is kept after the
+  // transfer ended (see the expiry clock above).
+  absl::Duration ttl = absl::Seconds(310);
 };
 
 // What a decode call takes over once its reservation's transfer has completed.
@@ -79,17 +89,18 @@ class ReservationTable final : public kv::TransferSink {
   ReservationTable(const ReservationLimits& limits, DecodeMetrics* metrics);
 
   // A new reservation expiring at min(req.deadline_ms, now + ttl) (now + ttl when deadline_ms is
-  // 0). InvalidArgument for non-positive counts, OutOfRange past the context length,
-  // Unavailable while draining, ResourceExhausted "decode node overloaded: ..." when slots or KV
-  // pages would be exceeded.
+  // 0) unless its transfer starts first. InvalidArgument for non-positive counts, OutOfRange when
+  // prompt_tokens, max_tokens or their sum exceed the context length (each is checked alone first,
+  // so values near INT64_MAX cannot wrap), Unavailable while draining or closed,
+  // ResourceExhausted "decode node overloaded: ..." when slots or KV pages would be exceeded.
   absl::StatusOr<Reserved> Reserve(const node_api::ReserveRequest& req);
 
   // A decode call takes reservation `id`: NotFound when unknown or expired, FailedPrecondition
-  // when another call already claimed it.
+  // when another call already claimed it, Unavailable once closed.
   absl::StatusOr<Claim> ClaimForDecode(uint64_t id);
   // Blocks until the claimed reservation's transfer completed (its blocks are moved out), failed
-  // (Unavailable with the reason), was cancelled (Cancelled), or `deadline` passed
-  // (DeadlineExceeded).
+  // (Unavailable with the reason), was cancelled (Cancelled), the table was closed (Unavailable),
+  // or `deadline` passed (DeadlineExceeded).
   absl::StatusOr<ReceivedKv> AwaitTransfer(uint64_t id, absl::Time deadline);
   // The claimed reservation's sequence joined the engine (for the waiting/running load).
   void MarkRunning(uint64_t id);
@@ -102,6 +113,9 @@ class ReservationTable final : public kv::TransferSink {
   // Refuse new reservations from now on; existing ones may still be claimed.
   void StartDraining();
   bool draining() const;
+  // Shutdown: drains, refuses claims, and wakes every AwaitTransfer at once (Unavailable), so
+  // the HTTP threads blocked in it return before the server stops. Idempotent.
+  void Close();
   // Blocks until no reservation is left or `deadline`; true when empty.
   bool WaitEmpty(absl::Time deadline);
   ReservationLoad Load();
@@ -118,12 +132,13 @@ class ReservationTable final : public kv::TransferSink {
     int64_t prompt_tokens = 0;
     int64_t max_tokens = 0;
     int64_t pages = 0;
-    absl::Time expires;
+    absl::Time expires;           // ignored while kReceiving; restarted when the transfer ends
     bool claimed = false;
     bool running = false;
     std::shared_ptr<std::atomic<bool>> cancelled;
     TransferPhase phase = TransferPhase::kAwaiting;
     kv::TransferId transfer;
+    uint32_t transfer_blocks = 0;  // BEGIN's block count: the last block must complete the prompt
     absl::Status failure;         // kFailed: why
     ReceivedKv kv;                // filled while receiving
   };
@@ -138,6 +153,7 @@ class ReservationTable final : public kv::TransferSink {
   mutable absl::Mutex mu_;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t pages_used_ ABSL_GUARDED_BY(mu_) = 0;  // free = limits_.capacity_pages - pages_used_
   absl::flat_hash_map<uint64_t, Reservation> by_id_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<kv::TransferId, uint64_t> by_transfer_ ABSL_GUARDED_BY(mu_);

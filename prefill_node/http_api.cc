@@ -57,6 +57,11 @@ void PrefillHttpApi::HandlePrefill(const httplib::Request& req, httplib::Respons
     return WriteError(res, s, ErrorDetail{bad.param, bad.code});
   }
   absl::StatusOr<node_api::PrefillReply> reply = service->Prefill(*request);
+  if (!reply.ok() && reply.status().code() == absl::StatusCode::kAborted) {
+    // Retryable by IsRetryable, but HttpStatusFromStatus has no Aborted case (500): answer 503 so
+    // the router retries it. Ship already maps the stale-epoch NACK; this guards any other path.
+    reply = absl::UnavailableError(reply.status().message());
+  }
   if (!reply.ok()) {
     // Logged once here, where the Status becomes an HTTP answer; refusals under load are routine.
     if (IsRetryable(reply.status())) {

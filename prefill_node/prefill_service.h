@@ -59,9 +59,10 @@ class PrefillService {
   PrefillService& operator=(const PrefillService&) = delete;
 
   // Blocks until the decode node ACKed the request's KV. Errors: InvalidArgument (bad request, see
-  // ValidateRequest), ResourceExhausted (queue full), Unavailable (draining, or the decode node
-  // unreachable), DeadlineExceeded (deadline_ms passed in the queue, or the transfer timed out),
-  // Aborted (decode node restarted), Cancelled (Cancel while queued), the decode node's NACK.
+  // ValidateRequest), ResourceExhausted (queue full), Unavailable (draining, or the KV transfer
+  // failed: decode node unreachable, its NACK, a stale epoch, the transfer timeout; the message
+  // names the transfer, the original code and the NACK reason), DeadlineExceeded (deadline_ms
+  // passed in the queue), Cancelled (Cancel while queued).
   absl::StatusOr<node_api::PrefillReply> Prefill(const node_api::PrefillRequest& request);
 
   // InvalidArgument naming the field: empty tokens, an id >= vocab, tokens.size() >= the context
@@ -112,7 +113,10 @@ class PrefillService {
   absl::StatusOr<Computed> Compute(const node_api::PrefillRequest& request, absl::Time deadline);
   absl::StatusOr<kernels::SparseConfig> SparseFor(std::string_view method) const;
   absl::StatusOr<kv::Transport*> TransportFor(const std::string& name);
-  // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex.
+  // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex. Every
+  // failure is Unavailable (ARCHITECTURE.md §9 "Transfer fails": retryable, 503), whatever code
+  // the decode node NACKed with: a NotFound (expired reservation) or Aborted (decode node
+  // restarted) is about the target, not this request, and the router retries elsewhere.
   absl::Status Ship(const node_api::PrefillRequest& request, const Computed& computed,
                     std::string* transfer_id, int64_t* bytes);
 

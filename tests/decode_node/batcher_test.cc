@@ -252,5 +252,39 @@ TEST(BatcherTest, CancelledJobLeavesTheBatch) {
   EXPECT_EQ(runner->kv_cache().free_pages(), runner->kv_cache().options().num_pages);
 }
 
+TEST(BatcherTest, JobSubmittedAfterStopStillEndsItsReservation) {
+  ASSERT_OK_AND_ASSIGN(format::GgufFile gguf, format::GgufFile::Open(tandem::testing::ModelPath()));
+  ASSERT_OK_AND_ASSIGN(kernels::KernelBackend * backend, kernels::GetBackend("cpu"));
+  model::RunnerOptions options;
+  options.max_seqs = 1;
+  options.kv_capacity_tokens = 64;
+  ASSERT_OK_AND_ASSIGN(auto runner, model::ModelRunner::Create(gguf, *backend, options));
+  absl::Mutex mu;
+  std::vector<uint64_t> ended;
+  Batcher batcher(*runner, nullptr, [&](uint64_t reservation_id) {
+    absl::MutexLock lock(&mu);
+    ended.push_back(reservation_id);
+  });
+  batcher.Stop();
+  // The decode service hands the reservation to the engine as it submits; an HTTP call racing
+  // the shutdown submits after Stop() and must still get its reservation freed.
+  DecodeJob job;
+  job.reservation_id = 42;
+  job.prompt_len = 4;
+  job.first_token = 1;
+  job.max_tokens = 8;
+  std::shared_ptr<DecodeStream> stream = batcher.Submit(std::move(job));
+  std::vector<DecodeEvent> events;
+  ASSERT_TRUE(stream->Pop(&events));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, DecodeEvent::Kind::kError);
+  EXPECT_EQ(events[0].http_status, 503);
+  EXPECT_TRUE(events[0].retryable);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(ended, std::vector<uint64_t>{42});
+  std::printf("STOPPED engine: job ended with %d '%s', on_job_end ids=%zu\n",
+              events[0].http_status, events[0].message.c_str(), ended.size());
+}
+
 }  // namespace
 }  // namespace tandem::decode

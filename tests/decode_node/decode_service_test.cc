@@ -105,6 +105,7 @@ class DecodeServiceTest : public ::testing::Test {
   struct Shipped {
     node_api::ReserveReply reservation;
     decode::testing::PrefilledPrompt prefill;
+    std::string transfer_id;  // hex, as the prefill reply carries it
   };
   absl::StatusOr<Shipped> ReserveAndShip(const std::vector<int32_t>& prompt, int64_t max_tokens,
                                          const kernels::SamplingConfig& sampling, uint64_t seed) {
@@ -129,6 +130,7 @@ class DecodeServiceTest : public ::testing::Test {
     desc.meta.first_token = out.prefill.first_token;
     desc.blocks = out.prefill.blocks;
     desc.deadline = absl::Now() + absl::Seconds(10);
+    out.transfer_id = desc.id.Hex();
     TANDEM_ASSIGN_OR_RETURN(kv::TransferHandle h, sender_->Post(std::move(desc)));
     TANDEM_RETURN_IF_ERROR(sender_->Wait(h, absl::Now() + absl::Seconds(10)));
     return out;
@@ -186,6 +188,7 @@ TEST_F(DecodeServiceTest, TransferredKvDecodesLikeGenerate) {
     req.sampling.rng_state = shipped.prefill.rng_after_first;
     req.max_tokens = kMaxTokens;
     req.deadline_ms = InMs(absl::Seconds(30));
+    req.transfer_id = shipped.transfer_id;
 
     Collected got;
     got.tokens.push_back(req.first_token);
@@ -430,18 +433,53 @@ TEST_F(DecodeServiceTest, ClientThatGoesAwayCancelsItsSequence) {
   req.max_tokens = 400;
   req.ignore_eos = true;
   req.deadline_ms = InMs(absl::Seconds(30));
+  const int64_t steps_before = service_->engine_steps();
   // The client hangs up after its first token (PostSse closes the connection).
   EXPECT_THAT(PostSse(Endpoint(), "/internal/v1/decode", node_api::ToJson(req),
                       [](std::string_view, std::string_view) { return false; }),
               StatusIs(absl::StatusCode::kCancelled));
-  // The server notices at its next write and frees the sequence and the room.
+  // The server notices at its next write and frees the sequence and the room. Without the
+  // cancel the sequence would run all 399 steps, inside this wait, and free the room anyway: the
+  // step count is what tells the two apart.
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  node_api::NodeStatus st;
-  do {
+  node_api::NodeStatus st = service_->Status(0);
+  while ((st.load.running != 0 || st.load.kv_free_ratio != 1.0) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
     st = service_->Status(0);
-  } while ((st.load.running != 0 || st.load.kv_free_ratio != 1.0) && absl::Now() < give_up);
+  }
   EXPECT_EQ(st.load.running, 0);
   EXPECT_EQ(st.load.kv_free_ratio, 1.0);
+  const int64_t steps = service_->engine_steps() - steps_before;
+  std::printf("CLIENT_GONE sequence stopped after %lld of 399 decode steps\n",
+              static_cast<long long>(steps));
+  EXPECT_GT(steps, 0);
+  EXPECT_LT(steps, 100);
+}
+
+TEST_F(DecodeServiceTest, DecodeNamingAnotherTransferIsRefusedRetryably) {
+  const std::vector<int32_t> prompt = tokenizer_->Encode("The capital of Italy is", false);
+  ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, 8, {}, 0));
+  node_api::DecodeRequest req;
+  req.request_id = "r-other-transfer";
+  req.reservation_id = shipped.reservation.target.reservation_id;
+  req.transfer_id = kv::TransferId::Random().Hex();  // e.g. a retried prefill's transfer
+  ASSERT_NE(req.transfer_id, shipped.transfer_id);
+  req.first_token = shipped.prefill.first_token;
+  req.max_tokens = 8;
+  req.deadline_ms = InMs(absl::Seconds(10));
+  std::vector<DecodeEvent> events;
+  ASSERT_OK(service_->Decode(req, [&events](const DecodeEvent& e) {
+    events.push_back(e);
+    return true;
+  }));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, DecodeEvent::Kind::kError);
+  EXPECT_EQ(events[0].http_status, 503);
+  EXPECT_TRUE(events[0].retryable);
+  EXPECT_TRUE(absl::StrContains(events[0].message, shipped.transfer_id)) << events[0].message;
+  std::printf("TRANSFER_MISMATCH error: %d %s\n", events[0].http_status,
+              events[0].message.c_str());
+  EXPECT_EQ(service_->Status(0).load.kv_free_ratio, 1.0);  // released
 }
 
 TEST_F(DecodeServiceTest, HttpErrorsStatusAndDrain) {

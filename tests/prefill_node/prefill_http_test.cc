@@ -181,6 +181,51 @@ TEST_F(PrefillHttpTest, UnreachableDecodeNodeIsRetryable503) {
       << metrics;
 }
 
+// ARCHITECTURE.md §9 "Transfer fails": whatever the decode node NACKs with, the prefill answer is
+// a retryable 503 naming the reason, never the NACK's own 404/400/500.
+TEST_F(PrefillHttpTest, NackedTransferIsRetryable503WithTheReason) {
+  TestReceiver refusing;
+  ASSERT_OK(refusing.Start(service_->kv_format(), "decode-refusing"));
+  struct Case {
+    absl::Status nack;
+    const char* reason;
+  };
+  for (const Case& c : {Case{absl::NotFoundError("no reservation 9 (unknown or expired)"),
+                             "unknown or expired"},
+                        Case{absl::FailedPreconditionError("reservation 9 already has transfer"),
+                             "already has transfer"},
+                        Case{absl::DataLossError("block 0: checksum"), "checksum"}}) {
+    SCOPED_TRACE(c.nack.ToString());
+    refusing.sink.RejectBegins(c.nack);
+    node_api::PrefillRequest req = Request(Prompt(20, /*salt=*/5));
+    req.target.port = refusing.port;
+    req.target.node_id = "decode-refusing";
+    HttpReply r = Post("/internal/v1/prefill", node_api::ToJson(req));
+    EXPECT_EQ(r.status, 503) << r.body;
+    const absl::Status st = StatusFromHttpReply(r.status, r.body);
+    EXPECT_TRUE(IsRetryable(st)) << r.body;
+    EXPECT_NE(r.body.find(c.reason), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(std::string(absl::StatusCodeToString(c.nack.code()))), std::string::npos)
+        << r.body;
+    std::printf("NACK %s -> %d %s\n", std::string(absl::StatusCodeToString(c.nack.code())).c_str(),
+                r.status, ErrorOf(r)["message"].get<std::string>().c_str());
+  }
+}
+
+TEST_F(PrefillHttpTest, StaleEpochIsRetryable503) {
+  TestReceiver restarted;
+  ASSERT_OK(restarted.Start(service_->kv_format(), "decode-restarted"));
+  node_api::PrefillRequest req = Request(Prompt(20, /*salt=*/6));
+  req.target.port = restarted.port;
+  req.target.node_id = "decode-restarted";
+  req.target.epoch = TestReceiver::kEpoch - 1;  // the router's registry still has the old process
+  HttpReply r = Post("/internal/v1/prefill", node_api::ToJson(req));
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_TRUE(IsRetryable(StatusFromHttpReply(r.status, r.body))) << r.body;
+  EXPECT_NE(r.body.find("epoch"), std::string::npos) << r.body;
+  std::printf("stale epoch: %d %s\n", r.status, ErrorOf(r)["message"].get<std::string>().c_str());
+}
+
 TEST_F(PrefillHttpTest, StatusReportsFormatAndStoredBlocks) {
   const std::vector<int32_t> prompt = Prompt(40, /*salt=*/2);  // blocks of 16, 16 and 8 tokens
   HttpReply r = Post("/internal/v1/prefill", node_api::ToJson(Request(prompt)));

@@ -32,8 +32,16 @@ class BlockCollector : public kv::TransferSink {
     std::optional<absl::Status> end;
   };
 
+  // From now on every BEGIN is refused with `status` (the receiver NACKs it), as a decode node
+  // refuses an unknown, expired or already filled reservation.
+  void RejectBegins(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    reject_begin_ = std::move(status);
+  }
+
   absl::Status OnBegin(const kv::TransferMeta& meta, kv::ReservationId r) override {
     absl::MutexLock lock(&mu_);
+    if (!reject_begin_.ok()) return reject_begin_;
     transfers_[meta.id.Hex()] = Transfer{meta, r, {}, std::nullopt};
     return absl::OkStatus();
   }
@@ -61,6 +69,7 @@ class BlockCollector : public kv::TransferSink {
  private:
   absl::Mutex mu_;
   std::map<std::string, Transfer> transfers_ ABSL_GUARDED_BY(mu_);
+  absl::Status reject_begin_ ABSL_GUARDED_BY(mu_);
 };
 
 // A decode node's data plane for tests: listens on 127.0.0.1 with `format`.
@@ -70,8 +79,10 @@ struct TestReceiver {
   std::unique_ptr<kv::Transport> transport;
   uint16_t port = 0;
 
-  absl::Status Start(const KvFormat& format) {
-    auto t = kv::NewTransport("tcp", kv::TransportOptions{"decode-test", kEpoch});
+  // `node_id`: a sender remembers the newest epoch per node id, so a test that addresses a stale
+  // epoch uses a node id of its own.
+  absl::Status Start(const KvFormat& format, const std::string& node_id = "decode-test") {
+    auto t = kv::NewTransport("tcp", kv::TransportOptions{node_id, kEpoch});
     if (!t.ok()) return t.status();
     transport = *std::move(t);
     kv::ListenOptions o;
