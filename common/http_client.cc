@@ -138,7 +138,8 @@ bool SseParser::Line(std::string_view line) {
 }
 
 absl::Status PostSse(const HttpEndpoint& to, const std::string& path, const std::string& body,
-                     const SseParser::OnEvent& on_event, const HttpCallOptions& options) {
+                     const SseParser::OnEvent& on_event, const HttpCallOptions& options,
+                     int* http_status_out) {
   auto client = MakeClient(to, options);
   httplib::Request req;
   req.method = "POST";
@@ -166,6 +167,7 @@ absl::Status PostSse(const HttpEndpoint& to, const std::string& path, const std:
     return true;
   };
   httplib::Result result = client->send(req);
+  if (http_status_out != nullptr) *http_status_out = http_status;
   if (stopped) return absl::CancelledError("stream closed by the reader");
   if (http_status != 0 && (http_status < 200 || http_status >= 300)) {
     return StatusFromHttpReply(http_status, error_body);

@@ -76,8 +76,11 @@ class SseParser {
 // POSTs `body` and feeds the 2xx reply's body through an SseParser into `on_event`. Returns OK
 // when the server ends the stream (whether or not a terminal event came: the caller checks
 // that), Cancelled when `on_event` returned false, the reply's Status for a non-2xx answer, and
-// Unavailable when the connection breaks mid-stream.
+// Unavailable when the connection breaks mid-stream. `http_status`, when given, receives the
+// reply's HTTP status (0 when none arrived): a caller tells a node that answered with an error
+// from a transport failure by it, since both can be Unavailable.
 absl::Status PostSse(const HttpEndpoint& to, const std::string& path, const std::string& body,
-                     const SseParser::OnEvent& on_event, const HttpCallOptions& options = {});
+                     const SseParser::OnEvent& on_event, const HttpCallOptions& options = {},
+                     int* http_status = nullptr);
 
 }  // namespace tandem

@@ -30,6 +30,9 @@ TANDEM_FLAG(int64_t, router_prefill_timeout_ms, 300000,
             "Longest wait for a prefill node's answer (its queue plus the prompt's compute).");
 TANDEM_FLAG(int64_t, router_decode_timeout_ms, 60000,
             "Longest silence on a decode stream before the router gives up on it.");
+TANDEM_FLAG(int64_t, router_control_timeout_ms, 5000,
+            "Timeout of reserve and cancel calls to nodes (and the connect timeout of every node "
+            "call); a slower node is treated as down.");
 
 absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   RouterOptions o;
@@ -49,6 +52,7 @@ absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   o.poll_interval = absl::Milliseconds(GetFlag(FLAGS_router_poll_ms));
   o.prefill_timeout = absl::Milliseconds(GetFlag(FLAGS_router_prefill_timeout_ms));
   o.decode_timeout = absl::Milliseconds(GetFlag(FLAGS_router_decode_timeout_ms));
+  o.control_timeout = absl::Milliseconds(GetFlag(FLAGS_router_control_timeout_ms));
   TANDEM_RETURN_IF_ERROR(o.Validate());
   return o;
 }

@@ -81,10 +81,12 @@ void NodeRegistry::PollNode(size_t node_index) {
   for (int round = 0; round < 2; ++round) {
     HttpEndpoint endpoint;
     uint64_t since;
+    uint64_t mark_downs_before;
     {
       absl::MutexLock lock(&mu_);
       endpoint = nodes_[node_index].view.endpoint;
       since = nodes_[node_index].next_seq;
+      mark_downs_before = nodes_[node_index].mark_down_count;
     }
     HttpCallOptions call;
     call.connect_timeout = options_.poll_timeout;
@@ -120,8 +122,10 @@ void NodeRegistry::PollNode(size_t node_index) {
     }
     node.missed_polls = 0;
     node.polled_ok = true;
-    if (node.marked_down) LOG(INFO) << "node=" << node.view.id << " is back after a failed call";
-    node.marked_down = false;
+    if (node.marked_down && node.mark_down_count == mark_downs_before) {
+      LOG(INFO) << "node=" << node.view.id << " is back after a failed call";
+      node.marked_down = false;
+    }
 
     const bool epoch_changed = node.has_epoch && status->epoch != node.view.epoch;
     node.has_epoch = true;
@@ -159,8 +163,12 @@ void NodeRegistry::PollNode(size_t node_index) {
       continue;
     }
     if (node.status.events_truncated) {
-      VLOG(1) << "node=" << node.view.id << " events truncated after seq " << since
-              << "; rebuilding its index entries";
+      // Events between `since` and this reply were lost, evictions among them, so every entry
+      // of this node may be wrong. The status API offers no snapshot of a node's keys to rebuild
+      // from, so the node is treated as holding nothing but what it reports from here on: the
+      // index underestimates it (a missed prefix hit, never a wrong one).
+      LOG(WARNING) << "node=" << node.view.id << " dropped KV events after seq " << since
+                   << "; its index entries are reset and hold only keys reported from now on";
       index_->ResetNode(node.view.id);
     }
     const int skipped = index_->Apply(node.view.id, node.status.events);
@@ -261,6 +269,7 @@ void NodeRegistry::MarkDown(const NodeId& id, const absl::Status& why) {
       LOG(WARNING) << "node=" << id << " marked down until its next status poll: " << why;
     }
     n.marked_down = true;
+    ++n.mark_down_count;
     n.view.problem = absl::StrCat("call failed: ", why.message());
     UpdateUsable(n);
   }

@@ -95,6 +95,9 @@ class NodeRegistry {
     bool polled_ok = false;       // the last poll succeeded
     int missed_polls = 0;         // in a row
     bool marked_down = false;
+    // Counts MarkDown calls: a poll that began before the latest one says nothing about the
+    // failure it reported, so it must not clear the mark.
+    uint64_t mark_down_count = 0;
     uint64_t next_seq = 0;        // `since` of the next poll
     uint64_t incompatible_logged_epoch = 0;
     bool has_epoch = false;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/http.h"
 #include "common/status.h"
@@ -18,6 +19,7 @@ using Json = nlohmann::json;
 
 constexpr char kParamUrl[] = "tandem.dev/openai.param";
 constexpr char kCodeUrl[] = "tandem.dev/openai.code";
+constexpr char kHttpStatusUrl[] = "tandem.dev/openai.http_status";
 constexpr size_t kMaxStops = 4;
 
 std::string_view TypeName(const Json& v) { return v.type_name(); }
@@ -345,9 +347,18 @@ absl::Status WithErrorDetail(absl::Status status, std::string_view param, std::s
   return status;
 }
 
+absl::Status WithHttpStatus(absl::Status status, int http_status) {
+  status.SetPayload(kHttpStatusUrl, absl::Cord(absl::StrCat(http_status)));
+  return status;
+}
+
 ApiError ApiErrorFromStatus(const absl::Status& status) {
   ApiError e;
   e.http_status = HttpStatusFromStatus(status);
+  if (auto h = status.GetPayload(kHttpStatusUrl)) {
+    int code = 0;
+    if (absl::SimpleAtoi(std::string(*h), &code) && code >= 400 && code <= 599) e.http_status = code;
+  }
   e.message = std::string(status.message());
   e.type = std::string(ErrorTypeForHttpStatus(e.http_status));
   if (auto p = status.GetPayload(kParamUrl)) e.param = std::string(*p);

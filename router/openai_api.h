@@ -112,7 +112,12 @@ struct ApiError {
   std::string Body() const;
 };
 
-// Reads the payloads WithErrorDetail attached; `status` must not be ok.
+// Makes the client see `http_status` instead of the code's usual mapping: the router answers 502
+// for a node's failure that is not the client's fault (ARCHITECTURE.md §9), a status that no
+// absl code maps to.
+absl::Status WithHttpStatus(absl::Status status, int http_status);
+
+// Reads the payloads WithErrorDetail and WithHttpStatus attached; `status` must not be ok.
 ApiError ApiErrorFromStatus(const absl::Status& status);
 
 }  // namespace tandem::router

@@ -60,7 +60,12 @@ std::string CompletionStream::Finish(std::string_view finish_reason, const Usage
 std::string CompletionStream::Fail(const ApiError& error) {
   if (closed_) return "";
   closed_ = true;
-  std::string out = SseError(error);
+  // Held-back text stays held: it may be the start of a stop string, and the answer is cut anyway.
+  Chunk last;
+  last.finish_reason = "error";
+  std::string out = Content("");
+  out += SseData(RenderChunk(endpoint_, header_, last));
+  out += SseError(error);
   out += SseDone();
   return out;
 }

@@ -4,8 +4,9 @@
 // for chat a first chunk with the assistant role, content chunks with stop sequences applied
 // (StopMatcher), a last chunk with the finish_reason, the usage chunk when
 // stream_options.include_usage asked for it, and `data: [DONE]`. A stream that fails after its
-// 200 header ends with an error event instead of a finish_reason, so a client never takes a
-// truncated answer for a complete one (ARCHITECTURE.md §9).
+// 200 header ends with a last chunk whose finish_reason is "error", then an error event and
+// [DONE] (ARCHITECTURE.md §9): a client never takes a truncated answer for a complete one, and
+// the openai client raises APIError on the error event.
 //
 // One per request, used by the one thread that writes its response; not thread-safe.
 #pragma once
@@ -36,7 +37,9 @@ class CompletionStream {
   // else the finish_reason chunk. Further calls return "".
   std::string Finish(std::string_view finish_reason, const Usage& usage,
                      std::string_view tandem_json = "");
-  // The error event and [DONE], for a failure after the stream started. Further calls return "".
+  // For a failure after the stream started: a chunk with finish_reason "error" (no usage), the
+  // error event and [DONE]. Text still held back for a possible stop string is dropped. Further
+  // calls return "".
   std::string Fail(const ApiError& error);
 
  private:

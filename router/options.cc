@@ -66,6 +66,13 @@ absl::Status RouterOptions::Validate() const {
     return bad("router_decode_timeout_ms", absl::ToInt64Milliseconds(decode_timeout),
                "must be >= 100");
   }
+  if (control_timeout < absl::Milliseconds(10)) {
+    return bad("router_control_timeout_ms", absl::ToInt64Milliseconds(control_timeout),
+               "must be >= 10");
+  }
+  if (queue_retry_interval < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError("queue_retry_interval must be at least 1 ms");
+  }
   return absl::OkStatus();
 }
 

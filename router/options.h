@@ -53,6 +53,12 @@ struct RouterOptions {
   // per step, so this bounds a stuck node, not a long answer). Default: 60 s.
   // Flag: --router_decode_timeout_ms
   absl::Duration decode_timeout = absl::Seconds(60);
+  // Connect timeout of every node call and the whole budget of a reserve or cancel call; a node
+  // slower than this is treated as down. Default: 5 s. Flag: --router_control_timeout_ms
+  absl::Duration control_timeout = absl::Seconds(5);
+  // How often a request waiting for a decode reservation asks the nodes again. Default: 50 ms.
+  // No flag: the default suits every deployment; tests shorten it.
+  absl::Duration queue_retry_interval = absl::Milliseconds(50);
 
   // InvalidArgument naming the flag and value.
   absl::Status Validate() const;

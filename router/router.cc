@@ -31,6 +31,8 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   service.max_queue = options.max_queue;
   service.prefill_timeout = options.prefill_timeout;
   service.decode_timeout = options.decode_timeout;
+  service.control_timeout = options.control_timeout;
+  service.queue_retry_interval = options.queue_retry_interval;
   r->service_ = std::make_unique<RouterService>(service, *r->model_, *r->registry_, *r->index_,
                                                 *r->policy_, *r->metrics_);
   HttpServerOptions http;

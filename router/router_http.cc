@@ -65,6 +65,9 @@ class RouterApi {
     }
     const std::string request_id = prepared->request_id;
     if (!prepared->api.stream) {
+      // httplib 0.11 gives a handler no view of its connection (Request::is_connection_closed
+      // came in later versions), so a client that leaves during a non-streaming request is not
+      // noticed: the request runs to its end and is counted with the status it would have got.
       HttpResult r = service_.Complete(*std::move(prepared));
       res.status = r.http_status;
       if (!r.retry_after.empty()) res.set_header("Retry-After", r.retry_after);
@@ -86,13 +89,22 @@ class RouterApi {
     res.set_header("X-Request-Id", request_id);
     std::shared_ptr<ActiveRequest> holder = *std::move(active);
     res.set_chunked_content_provider(
-        "text/event-stream", [this, holder, label](size_t, httplib::DataSink& sink) {
+        "text/event-stream",
+        [this, holder, label](size_t, httplib::DataSink& sink) {
           const int code = service_.Stream(*holder, [&sink](std::string_view bytes) {
             return sink.write(bytes.data(), bytes.size());
           });
           metrics_.CountRequest(label, code);
           sink.done();
           return true;
+        },
+        // Runs when httplib drops the response, whether or not the provider ran: a client that
+        // left before the body started (httplib then never calls the provider) still has its
+        // reservation cancelled and is counted as 499.
+        [this, holder, label](bool) {
+          if (const int code = service_.Abandon(*holder); code != 0) {
+            metrics_.CountRequest(label, code);
+          }
         });
   }
 

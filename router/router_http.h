@@ -5,7 +5,12 @@
 // the process's HttpServer (which serves /health and /metrics itself). With an API key set, every
 // /v1/* call needs "Authorization: Bearer <key>", else 401 authentication_error / invalid_api_key.
 // Every error body is OpenAI's, from ApiErrorFromStatus; every finished request is counted in
-// tandem_router_requests_total{endpoint, code}.
+// tandem_router_requests_total{endpoint, code}: a streaming client that leaves, before or during
+// the body, is 499 and its reservation is cancelled. Known limits of httplib 0.11: a handler cannot
+// see its connection, so a non-streaming client that leaves is not noticed (the request runs to
+// its end and is counted with its would-be status); and requests beyond --http_threads wait in
+// httplib's queue, which has no bound (the decode queue, --router_max_queue_ms, starts only once a
+// worker runs the request).
 //
 // Ownership: borrows the service, registry and metrics, which must outlive the server the routes
 // are registered on. Thread-safe: handlers run concurrently on the server's workers.

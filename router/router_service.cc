@@ -5,6 +5,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -123,6 +124,44 @@ RouteRequest RouterService::MakeRouteRequest(const PreparedRequest& req) const {
   return r;
 }
 
+namespace {
+
+// The prefill node ran the prompt but could not deliver its KV to the reserved decode node (NACK,
+// deadline, stale epoch). Prefill nodes annotate every Ship failure with "kv transfer <id> of
+// <request> to <node>" (prefill_node/prefill_service.cc) and answer 503; the text is matched so
+// that older nodes, which passed the NACK's own code through, are recognised as well.
+bool IsTransferFailure(const absl::Status& st) {
+  return absl::StrContains(st.message(), "kv transfer ");
+}
+
+// A node's failure as the client sees it (ARCHITECTURE.md §9): the request was valid when the
+// router accepted it, so a node's 4xx is never the client's 400/404. Retryable ones (and failed
+// transfers) are 503 + Retry-After, the rest 502 bad gateway (server_error, upstream_error).
+absl::Status ForClient(const absl::Status& st) {
+  if (IsRetryable(st) || IsTransferFailure(st)) return absl::UnavailableError(st.message());
+  return WithHttpStatus(WithErrorDetail(absl::InternalError(st.message()), "", "upstream_error"),
+                        502);
+}
+
+// Moves the nodes in `failed` behind the others, keeping the policy's order otherwise: a node
+// that failed this request is tried again only when nothing else is left.
+void FailedLast(std::vector<NodeId>& ranked, const std::vector<NodeId>& failed) {
+  std::stable_partition(ranked.begin(), ranked.end(), [&](const NodeId& id) {
+    return std::find(failed.begin(), failed.end(), id) == failed.end();
+  });
+}
+
+// The reservation id in a reserve reply that does not parse as a whole, so that it can still be
+// cancelled; 0 when there is none.
+uint64_t ReservationIdOf(const std::string& body) {
+  const Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("target") || !j["target"].is_object()) return 0;
+  const Json& id = j["target"].value("reservation_id", Json());
+  return id.is_number_unsigned() ? id.get<uint64_t>() : 0;
+}
+
+}  // namespace
+
 absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) {
   const absl::Time give_up = a.req.accepted + options_.max_queue;
   node_api::ReserveRequest body;
@@ -139,7 +178,11 @@ absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) 
     }
     body.deadline_ms = node_api::NowUnixMs() +
                        absl::ToInt64Milliseconds(options_.prefill_timeout + options_.control_timeout);
-    for (const NodeId& id : policy_.RankDecode(a.route, nodes)) {
+    std::vector<NodeId> ranked = policy_.RankDecode(a.route, nodes);
+    FailedLast(ranked, a.failed_decode_nodes);
+    bool any_full = false;
+    absl::Status refused;  // the last answer that was neither a reservation nor "full"
+    for (const NodeId& id : ranked) {
       auto node = std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.id == id; });
       if (node == nodes.end()) continue;
       absl::StatusOr<HttpReply> reply =
@@ -153,14 +196,35 @@ absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) 
       if (st.code() == absl::StatusCode::kResourceExhausted ||
           st.code() == absl::StatusCode::kUnavailable) {
         VLOG(1) << "req=" << a.req.request_id << " decode node " << id << " is full: " << st;
+        any_full = true;
         continue;
       }
-      if (!st.ok()) return Annotate(st, absl::StrCat("reserve on decode node ", id));
-      TANDEM_ASSIGN_OR_RETURN(node_api::ReserveReply r,
-                              node_api::FromJson<node_api::ReserveReply>(reply->body));
+      if (!st.ok()) {
+        LOG(WARNING) << "req=" << a.req.request_id << " decode node " << id
+                     << " refused the reservation: " << st;
+        refused = Annotate(st, absl::StrCat("reserve on decode node ", id));
+        continue;
+      }
+      absl::StatusOr<node_api::ReserveReply> r =
+          node_api::FromJson<node_api::ReserveReply>(reply->body);
+      if (!r.ok()) {
+        // Whatever the node holds for us is freed, if its id can be read at all.
+        if (const uint64_t rid = ReservationIdOf(reply->body); rid != 0) {
+          node_api::CancelRequest c;
+          c.request_id = a.req.request_id;
+          c.reservation_id = rid;
+          HttpPostJson(node->endpoint, "/internal/v1/cancel", node_api::ToJson(c), call)
+              .IgnoreError();
+        }
+        refused = Annotate(r.status(), absl::StrCat("bad reserve reply from decode node ", id));
+        LOG(WARNING) << "req=" << a.req.request_id << " " << refused;
+        continue;
+      }
       a.decode_node = *node;
       return r;
     }
+    // No node is merely full: waiting would not help, the nodes turned the request down.
+    if (!any_full && !refused.ok()) return ForClient(refused);
     if (absl::Now() + options_.queue_retry_interval > give_up) {
       return absl::UnavailableError(absl::StrCat(
           "every decode node is full; waited ", absl::ToInt64Milliseconds(options_.max_queue),
@@ -170,7 +234,17 @@ absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) 
   }
 }
 
-absl::Status RouterService::Prefill(ActiveRequest& a) {
+absl::Status RouterService::PrefillOnce(ActiveRequest& a) {
+  std::vector<NodeView> nodes = registry_.UsableNodes(NodeRole::kPrefill);
+  if (nodes.empty()) return absl::UnavailableError("no usable prefill node; see the router's /ready");
+  std::vector<NodeId> ranked = policy_.RankPrefill(a.route, index_, nodes);
+  FailedLast(ranked, a.failed_prefill_nodes);
+  auto node = ranked.empty() ? nodes.end()
+                             : std::find_if(nodes.begin(), nodes.end(),
+                                            [&](const auto& n) { return n.id == ranked[0]; });
+  if (node == nodes.end()) {
+    return absl::UnavailableError("the routing policy ranked no usable prefill node");
+  }
   node_api::PrefillRequest body;
   body.request_id = a.req.request_id;
   body.tokens = a.req.prompt;
@@ -178,53 +252,42 @@ absl::Status RouterService::Prefill(ActiveRequest& a) {
   body.sparse_prefill = a.req.api.tandem.sparse_prefill.value_or("");
   body.store_kv = a.req.api.tandem.store_kv.value_or(true);
   body.target = a.reservation.target;
+  body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(options_.prefill_timeout);
   HttpCallOptions call;
   call.connect_timeout = options_.control_timeout;
   call.io_timeout = options_.prefill_timeout;
-  absl::Status last = absl::UnavailableError("no usable prefill node; see the router's /ready");
-  while (true) {
-    std::vector<NodeView> nodes = registry_.UsableNodes(NodeRole::kPrefill);
-    // Nodes that failed this request go last: still tried when nothing else is left.
-    std::vector<NodeView> fresh;
-    for (const NodeView& n : nodes) {
-      if (std::find(a.failed_prefill_nodes.begin(), a.failed_prefill_nodes.end(), n.id) ==
-          a.failed_prefill_nodes.end()) {
-        fresh.push_back(n);
-      }
+  const absl::Time sent = absl::Now();
+  absl::StatusOr<HttpReply> reply =
+      HttpPostJson(node->endpoint, "/internal/v1/prefill", node_api::ToJson(body), call);
+  absl::Status st = reply.ok() ? StatusFromHttpReply(reply->status, reply->body) : reply.status();
+  if (st.ok()) {
+    absl::StatusOr<node_api::PrefillReply> parsed =
+        node_api::FromJson<node_api::PrefillReply>(reply->body);
+    if (parsed.ok()) {
+      a.prefill = *std::move(parsed);
+      a.prefill_node = *node;
+      a.router_queue_ms = Ms(sent - a.req.accepted);
+      return absl::OkStatus();
     }
-    if (!fresh.empty()) nodes = std::move(fresh);
-    if (nodes.empty()) return last;
-    const std::vector<NodeId> ranked = policy_.RankPrefill(a.route, index_, nodes);
-    if (ranked.empty()) return last;
-    const NodeView& node =
-        *std::find_if(nodes.begin(), nodes.end(), [&](const auto& n) { return n.id == ranked[0]; });
-    body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(options_.prefill_timeout);
-    const absl::Time sent = absl::Now();
-    absl::StatusOr<HttpReply> reply =
-        HttpPostJson(node.endpoint, "/internal/v1/prefill", node_api::ToJson(body), call);
-    absl::Status st = reply.ok() ? StatusFromHttpReply(reply->status, reply->body) : reply.status();
-    if (st.ok()) {
-      absl::StatusOr<node_api::PrefillReply> parsed =
-          node_api::FromJson<node_api::PrefillReply>(reply->body);
-      if (parsed.ok()) {
-        a.prefill = *std::move(parsed);
-        a.prefill_node = node;
-        a.router_queue_ms = Ms(sent - a.req.accepted);
-        return absl::OkStatus();
-      }
-      st = absl::InternalError(absl::StrCat("bad prefill reply: ", parsed.status().message()));
-    }
-    st = Annotate(st, absl::StrCat("prefill on ", node.id));
-    const bool unreachable = !reply.ok();
-    if (unreachable) registry_.MarkDown(node.id, st);
-    if (!IsRetryable(st) && !unreachable) return st;
-    a.failed_prefill_nodes.push_back(node.id);
-    if (a.retries >= options_.max_retries) return st;
-    ++a.retries;
-    metrics_.CountRetry(unreachable ? "prefill_unreachable" : "prefill_error");
-    LOG(WARNING) << "req=" << a.req.request_id << " prefill failed, retrying: " << st;
-    last = st;
+    st = absl::InternalError(absl::StrCat("bad prefill reply: ", parsed.status().message()));
   }
+  if (!reply.ok()) {
+    registry_.MarkDown(node->id, st);
+    // It may still be working on the prompt: it must not ship into the next reservation.
+    node_api::CancelRequest c;
+    c.request_id = a.req.request_id;
+    HttpCallOptions quick;
+    quick.connect_timeout = quick.io_timeout = absl::Milliseconds(500);
+    HttpPostJson(node->endpoint, "/internal/v1/cancel", node_api::ToJson(c), quick).IgnoreError();
+  }
+  if (reply.ok() && IsTransferFailure(st)) {
+    a.failed_decode_nodes.push_back(a.decode_node.id);
+  } else {
+    a.failed_prefill_nodes.push_back(node->id);
+  }
+  // An unreachable node is retryable whatever its transport error was.
+  if (!reply.ok() && !IsRetryable(st)) st = absl::UnavailableError(st.message());
+  return Annotate(st, absl::StrCat("prefill on ", node->id));
 }
 
 absl::Status RouterService::AdmitAttempt(ActiveRequest& a) {
@@ -232,22 +295,43 @@ absl::Status RouterService::AdmitAttempt(ActiveRequest& a) {
     return absl::UnavailableError("no usable prefill node; see the router's /ready");
   }
   a.route = MakeRouteRequest(a.req);
-  TANDEM_ASSIGN_OR_RETURN(a.reservation, Reserve(a));
-  a.reserved = true;
-  absl::Status st = Prefill(a);
-  if (!st.ok()) {
+  while (true) {
+    TANDEM_ASSIGN_OR_RETURN(a.reservation, Reserve(a));
+    a.reserved = true;
+    const absl::Status st = PrefillOnce(a);
+    if (st.ok()) {
+      a.StartRunning();
+      return absl::OkStatus();
+    }
+    // Whatever failed, the reservation may have a partial or refused transfer in it: the next
+    // attempt reserves afresh (on another decode node when the transfer failed).
     CancelBestEffort(a, /*prefill_too=*/false);
     a.reserved = false;
-    return st;
+    const bool transfer = IsTransferFailure(st);
+    if ((!IsRetryable(st) && !transfer) || a.retries >= options_.max_retries) {
+      LOG(WARNING) << "req=" << a.req.request_id << " prefill failed after " << a.retries
+                   << " retries: " << st;
+      return ForClient(st);
+    }
+    ++a.retries;
+    metrics_.CountRetry(transfer ? "transfer_failed" : "prefill_error");
+    LOG(WARNING) << "req=" << a.req.request_id << " prefill failed, retrying: " << st;
   }
-  a.StartRunning();
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<ActiveRequest>> RouterService::Admit(PreparedRequest req) {
   auto active = std::make_shared<ActiveRequest>(std::move(req), &metrics_);
   TANDEM_RETURN_IF_ERROR(AdmitAttempt(*active));
   return active;
+}
+
+int RouterService::Abandon(ActiveRequest& a) {
+  if (a.body_started) return 0;
+  a.body_started = true;
+  VLOG(1) << "req=" << a.req.request_id << " client left before the stream started";
+  CancelBestEffort(a, /*prefill_too=*/true);
+  a.reserved = false;
+  return 499;
 }
 
 void RouterService::CancelBestEffort(const ActiveRequest& a, bool prefill_too) {
@@ -349,7 +433,51 @@ ApiError UpstreamError(const absl::Status& st) {
 
 }  // namespace
 
+void RouterService::ObserveTtft(ActiveRequest& a) {
+  if (a.ttft_observed) return;
+  a.ttft_observed = true;
+  metrics_.ttft->Labels({}).Observe(absl::ToDoubleSeconds(a.first_token_at - a.req.accepted));
+}
+
+RelayResult RouterService::DecodeWithRetry(ActiveRequest& a, IncrementalDetokenizer& detok,
+                                           const std::function<TextVerdict(const std::string&)>&
+                                               on_text) {
+  while (true) {
+    RelayResult relay = RelayDecode(a, model_, detok, on_text, options_.decode_timeout,
+                                    options_.control_timeout, metrics_);
+    if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
+    if (relay.kind == RelayResult::Kind::kDone) return relay;
+    // Stopped early, client gone or failed: the decode node must stop and free the KV.
+    CancelBestEffort(a, relay.kind == RelayResult::Kind::kClientGone);
+    a.reserved = false;
+    if (relay.kind != RelayResult::Kind::kFailed) return relay;
+    // No decoded token reached anyone yet, so another pair of nodes can take over: same prompt
+    // and random stream give the same first token, which the client already has. Whatever the
+    // decode node said (an expired reservation, a failed transfer, a broken connection), a fresh
+    // reservation elsewhere is the remedy; the retry limit bounds it.
+    if (relay.decode_tokens > 0 || a.retries >= options_.max_retries) return relay;
+    ++a.retries;
+    metrics_.CountRetry("decode_error");
+    LOG(WARNING) << "req=" << a.req.request_id << " decode on " << a.decode_node.id
+                 << " failed before its first decoded token, retrying: " << relay.error;
+    a.failed_decode_nodes.push_back(a.decode_node.id);
+    const int32_t first = a.prefill.first_token;
+    if (absl::Status st = AdmitAttempt(a); !st.ok()) {
+      relay.error = Annotate(st, "admitting again after a failed decode");
+      return relay;
+    }
+    if (a.prefill.first_token != first) {
+      CancelBestEffort(a, /*prefill_too=*/false);
+      a.reserved = false;
+      relay.error = absl::InternalError(absl::StrCat(
+          "the retried prefill produced first token ", a.prefill.first_token, ", not ", first));
+      return relay;
+    }
+  }
+}
+
 int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string_view)>& write) {
+  a.body_started = true;
   CompletionStream stream(a.req.api.endpoint, HeaderFor(a.req, options_.served_model_name),
                           a.req.api.stop, a.req.api.include_usage);
   IncrementalDetokenizer detok(model_);
@@ -369,25 +497,23 @@ int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string
     emit(stream.OnText(detok.Push(first)));
   }
   a.first_token_at = a.last_token_at = absl::Now();
-  metrics_.ttft->Labels({}).Observe(absl::ToDoubleSeconds(a.first_token_at - a.req.accepted));
+  ObserveTtft(a);
 
   const bool decode = !first_is_eog && !client_gone && !stream.stopped() &&
                       a.req.api.effective_max_tokens > 1;
   RelayResult relay;
   relay.kind = RelayResult::Kind::kDone;
   if (decode) {
-    relay = RelayDecode(
-        a, model_, detok,
-        [&](const std::string& text) {
-          if (!emit(stream.OnText(text))) return TextVerdict::kClientGone;
-          return stream.stopped() ? TextVerdict::kStop : TextVerdict::kContinue;
-        },
-        options_.decode_timeout, options_.control_timeout, metrics_);
+    relay = DecodeWithRetry(a, detok, [&](const std::string& text) {
+      if (!emit(stream.OnText(text))) return TextVerdict::kClientGone;
+      return stream.stopped() ? TextVerdict::kStop : TextVerdict::kContinue;
+    });
   } else {
     if (stream.stopped()) a.finish_reason = "stop";
+    // The reservation was never claimed by a decode call.
+    CancelBestEffort(a, client_gone);
+    a.reserved = false;
   }
-  if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
-  if (!decode || relay.kind != RelayResult::Kind::kDone) CancelBestEffort(a, client_gone);
 
   int code = 200;
   const absl::Time end = absl::Now();
@@ -403,7 +529,7 @@ int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string
       break;
     case RelayResult::Kind::kFailed:
       LOG(WARNING) << "req=" << a.req.request_id << " decode stream on " << a.decode_node.id
-                   << " failed after the first token: " << relay.error;
+                   << " failed after the stream started: " << relay.error;
       emit(stream.Fail(UpstreamError(relay.error)));
       code = 502;
       break;
@@ -416,81 +542,65 @@ int RouterService::Stream(ActiveRequest& a, const std::function<bool(std::string
 
 HttpResult RouterService::Complete(PreparedRequest req) {
   ActiveRequest a(std::move(req), &metrics_);
-  while (true) {
-    absl::Status admitted = AdmitAttempt(a);
-    if (!admitted.ok()) {
-      ApiError e = ApiErrorFromStatus(admitted);
-      return HttpResult{e.http_status, e.Body(), e.http_status == 503 ? "1" : ""};
-    }
-    StopMatcher stop(a.req.api.stop);
-    IncrementalDetokenizer detok(model_);
-    std::string text;
-    a.completion_tokens = 0;
-    a.finish_reason = "length";
-    a.decode_timings = {};
-    const int32_t first = a.prefill.first_token;
-    const bool first_is_eog = !a.req.api.ignore_eos && model_.IsEndOfGeneration(first);
-    if (first_is_eog) {
-      a.finish_reason = "stop";
-    } else {
-      a.completion_tokens = 1;
-      StopMatcher::Result r = stop.Feed(detok.Push(first));
-      text += r.emit;
-    }
-    a.first_token_at = a.last_token_at = absl::Now();
-    metrics_.ttft->Labels({}).Observe(absl::ToDoubleSeconds(a.first_token_at - a.req.accepted));
-    const bool decode = !first_is_eog && !stop.stopped() && a.req.api.effective_max_tokens > 1;
-    RelayResult relay;
-    relay.kind = RelayResult::Kind::kDone;
-    if (decode) {
-      relay = RelayDecode(
-          a, model_, detok,
-          [&](const std::string& t) {
-            StopMatcher::Result r = stop.Feed(t);
-            text += r.emit;
-            return r.stopped ? TextVerdict::kStop : TextVerdict::kContinue;
-          },
-          options_.decode_timeout, options_.control_timeout, metrics_);
-    }
-    if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
-    if (!decode || relay.kind != RelayResult::Kind::kDone) CancelBestEffort(a, false);
-    if (relay.kind == RelayResult::Kind::kFailed) {
-      // Nothing reached the client, and no token came from the decode node: another pair of
-      // nodes reproduces the same answer (same prompt, same random stream).
-      if (relay.decode_tokens == 0 && IsRetryable(relay.error) &&
-          a.retries < options_.max_retries) {
-        ++a.retries;
-        metrics_.CountRetry("decode_error");
-        LOG(WARNING) << "req=" << a.req.request_id << " decode on " << a.decode_node.id
-                     << " failed before its first token, retrying: " << relay.error;
-        a.reserved = false;
-        continue;
-      }
-      LOG(WARNING) << "req=" << a.req.request_id << " decode stream on " << a.decode_node.id
-                   << " failed: " << relay.error;
-      Finish(a);
-      ApiError e = UpstreamError(relay.error);
-      return HttpResult{502, e.Body(), ""};
-    }
-    if (!stop.stopped()) {
-      StopMatcher::Result r = stop.Feed(detok.Flush());
-      text += r.emit;
-      if (!r.stopped) text += stop.Flush();
-    }
-    if (stop.stopped()) a.finish_reason = "stop";
-    const Json timings = TimingsMs(a, absl::Now());
-    ObservePhases(metrics_, timings);
-    Finish(a);
-    Completion c;
-    c.text = std::move(text);
-    c.finish_reason = a.finish_reason;
-    c.usage = UsageOf(a);
-    c.tandem_json = TandemJson(a, timings);
-    return HttpResult{200,
-                      RenderCompletion(a.req.api.endpoint,
-                                       HeaderFor(a.req, options_.served_model_name), c),
-                      ""};
+  if (absl::Status admitted = AdmitAttempt(a); !admitted.ok()) {
+    ApiError e = ApiErrorFromStatus(admitted);
+    return HttpResult{e.http_status, e.Body(), e.http_status == 503 ? "1" : ""};
   }
+  StopMatcher stop(a.req.api.stop);
+  IncrementalDetokenizer detok(model_);
+  std::string text;
+  const int32_t first = a.prefill.first_token;
+  const bool first_is_eog = !a.req.api.ignore_eos && model_.IsEndOfGeneration(first);
+  if (first_is_eog) {
+    a.finish_reason = "stop";
+  } else {
+    a.completion_tokens = 1;
+    StopMatcher::Result r = stop.Feed(detok.Push(first));
+    text += r.emit;
+  }
+  a.first_token_at = a.last_token_at = absl::Now();
+  ObserveTtft(a);
+  const bool decode = !first_is_eog && !stop.stopped() && a.req.api.effective_max_tokens > 1;
+  RelayResult relay;
+  relay.kind = RelayResult::Kind::kDone;
+  if (decode) {
+    relay = DecodeWithRetry(a, detok, [&](const std::string& t) {
+      StopMatcher::Result r = stop.Feed(t);
+      text += r.emit;
+      return r.stopped ? TextVerdict::kStop : TextVerdict::kContinue;
+    });
+  } else {
+    CancelBestEffort(a, false);  // the reservation was never claimed by a decode call
+    a.reserved = false;
+  }
+  if (relay.kind == RelayResult::Kind::kFailed) {
+    LOG(WARNING) << "req=" << a.req.request_id << " decode stream on " << a.decode_node.id
+                 << " failed: " << relay.error;
+    Finish(a);
+    // Tokens were decoded: the answer is truncated, 502. None were: nothing is lost, and the
+    // error is the node's as any admission error (503 when another try may work).
+    ApiError e = relay.decode_tokens > 0 ? UpstreamError(relay.error)
+                                         : ApiErrorFromStatus(ForClient(relay.error));
+    return HttpResult{e.http_status, e.Body(), e.http_status == 503 ? "1" : ""};
+  }
+  if (!stop.stopped()) {
+    StopMatcher::Result r = stop.Feed(detok.Flush());
+    text += r.emit;
+    if (!r.stopped) text += stop.Flush();
+  }
+  if (stop.stopped()) a.finish_reason = "stop";
+  const Json timings = TimingsMs(a, absl::Now());
+  ObservePhases(metrics_, timings);
+  Finish(a);
+  Completion c;
+  c.text = std::move(text);
+  c.finish_reason = a.finish_reason;
+  c.usage = UsageOf(a);
+  c.tandem_json = TandemJson(a, timings);
+  return HttpResult{200,
+                    RenderCompletion(a.req.api.endpoint,
+                                     HeaderFor(a.req, options_.served_model_name), c),
+                    ""};
 }
 
 }  // namespace tandem::router

@@ -1,19 +1,25 @@
 // router/router_service.h
 //
-// RouterService runs one OpenAI request across the cluster (ARCHITECTURE.md §2): parse and
+// RouterService runs one OpenAI request across the cluster (ARCHITECTURE.md §2, §9): parse and
 // tokenize it exactly like `tandem generate`, reserve KV on the best decode node (the next one on
 // ResourceExhausted; all full: wait up to max_queue, then 503), prefill on the best prefill node
-// with the reservation as the KV target (a retryable failure moves to the next prefill node, at
-// most max_retries extra attempts), then relay the decode node's token stream as OpenAI text with
-// stop sequences applied, and finish with usage and the `tandem` extension (request id, nodes,
-// phase timings, cached tokens).
+// with the reservation as the KV target, then relay the decode node's token stream as OpenAI text
+// with stop sequences applied, and finish with usage and the `tandem` extension (request id,
+// nodes, phase timings, cached tokens, retries).
+//
+// Retries, at most max_retries per request, all before the first decoded token: a failed prefill
+// cancels its reservation and starts over with a fresh one (a failed transfer on another decode
+// node, any other failure on another prefill node); a decode stream that fails before its first
+// decoded token is admitted again elsewhere and continues after the first token the client has.
+// A node's own 4xx/5xx never reaches the client as such: retryable is 503 + Retry-After, the
+// rest 502 (server_error, code upstream_error).
 //
 // Streaming runs in two steps so that a failure before the first token is an HTTP error: Admit()
 // (reserve + prefill) on the handler thread, then Stream() writes SSE bytes through the caller's
-// writer. After bytes reached the client a failure ends the stream with an SSE error event, never
-// a normal finish; a client that goes away stops the relay (the decode node sees the disconnect)
-// and a best-effort cancel frees the reservation. Complete() does the same for a non-streaming
-// request and retries a decode stream that failed before its first decoded token.
+// writer (or Abandon() when the client left before it ran). After bytes reached the client a
+// failure ends the stream with finish_reason "error" and an SSE error event, never a normal
+// finish; a client that goes away stops the relay and a best-effort cancel frees the reservation.
+// Complete() does the same for a non-streaming request: 502 once decoded tokens were lost.
 //
 // Ownership: borrows the model, registry, index, policy and metrics (all must outlive it).
 // Thread-safe: each request's state lives in its own ActiveRequest. Every call blocks on the
@@ -39,14 +45,26 @@
 namespace tandem::router {
 
 struct RouterServiceOptions {
+  // The model name responses carry. Default: SmolLM2-135M-Instruct. Flag: --served_model_name
   std::string served_model_name = "SmolLM2-135M-Instruct";
+  // Extra attempts on other nodes after a retryable failure before the first decoded token
+  // (prefill errors, failed transfers, decode streams that broke before their first token).
+  // Default: 2. Flag: --router_max_retries
   int max_retries = 2;
+  // How long a request waits for a decode reservation while every decode node is full, counted
+  // from its arrival; then 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
   absl::Duration max_queue = absl::Seconds(30);
-  // How often a request waiting for a decode reservation tries again.
+  // How often a request waiting for a decode reservation asks the nodes again. Shorter reacts
+  // sooner to freed capacity at the cost of more reserve calls. Default: 50 ms. No flag
+  // (RouterOptions::queue_retry_interval; tests shorten it).
   absl::Duration queue_retry_interval = absl::Milliseconds(50);
+  // Longest wait for one prefill answer. Default: 300 s. Flag: --router_prefill_timeout_ms
   absl::Duration prefill_timeout = absl::Seconds(300);
+  // Longest silence on a decode stream. Default: 60 s. Flag: --router_decode_timeout_ms
   absl::Duration decode_timeout = absl::Seconds(60);
-  // Reserve and cancel calls are quick; a node that takes longer is treated as down.
+  // Connect timeout of every node call, and the whole budget of reserve calls: they are quick,
+  // so a node that takes longer is treated as down. Default: 5 s.
+  // Flag: --router_control_timeout_ms
   absl::Duration control_timeout = absl::Seconds(5);
 };
 
@@ -61,6 +79,11 @@ struct PreparedRequest {
 
 // One request between Admit and the end of its response (opaque to the HTTP edge).
 struct ActiveRequest;
+class IncrementalDetokenizer;
+namespace internal {
+struct RelayResult;
+enum class TextVerdict;
+}  // namespace internal
 
 // A finished non-streaming response: the status and body to send.
 struct HttpResult {
@@ -85,17 +108,31 @@ class RouterService {
   // Streaming, step 1: reserve and prefill (with retries). Its error is the HTTP error to send.
   absl::StatusOr<std::shared_ptr<ActiveRequest>> Admit(PreparedRequest req);
   // Streaming, step 2: the SSE body, written through `write` (false = the client is gone).
-  // Returns the code to count: 200, or 499 when the client went away.
+  // Returns the code to count: 200, 499 when the client went away, 502 when the stream failed
+  // after it started (the client got finish_reason "error" and an error event).
   int Stream(ActiveRequest& active, const std::function<bool(std::string_view)>& write);
+  // Streaming, instead of step 2: the client left before the body started (the HTTP server never
+  // ran Stream). Frees the reservation; returns 499 to count. A no-op returning 0 after Stream.
+  int Abandon(ActiveRequest& active);
 
   // What the policy sees of `req`: sizes and the ChainKeys of the prompt's full blocks under the
   // cluster's KvFormat (no keys until a node has reported that format).
   RouteRequest MakeRouteRequest(const PreparedRequest& req) const;
 
  private:
+  // Reserve + prefill, with retries; a retry cancels the reservation and reserves again, on
+  // another decode node when the transfer failed. Errors are the client's (503 or 502).
   absl::Status AdmitAttempt(ActiveRequest& active);
   absl::StatusOr<node_api::ReserveReply> Reserve(ActiveRequest& active);
-  absl::Status Prefill(ActiveRequest& active);
+  // One prefill call on the best prefill node; a failed node goes on the request's
+  // failed_prefill_nodes (last in later rankings) unless the transfer was what failed.
+  absl::Status PrefillOnce(ActiveRequest& active);
+  // The decode relay; a stream that fails before its first decoded token is admitted again on
+  // other nodes and relayed from there (the first token is not produced twice).
+  internal::RelayResult DecodeWithRetry(ActiveRequest& active, IncrementalDetokenizer& detok,
+                                        const std::function<internal::TextVerdict(
+                                            const std::string&)>& on_text);
+  void ObserveTtft(ActiveRequest& active);
   void CancelBestEffort(const ActiveRequest& active, bool prefill_too);
   void Finish(ActiveRequest& active);
 

@@ -53,7 +53,9 @@ RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
     }
     switch (ev->kind) {
       case node_api::DecodeEvent::Kind::kToken: {
-        if (model.IsEndOfGeneration(ev->token)) return true;
+        // An end-of-generation token only ends the answer when EOS is honoured; with ignore_eos
+        // the node generates past it and it is a completion token like any other (no text).
+        if (!a.req.api.ignore_eos && model.IsEndOfGeneration(ev->token)) return true;
         const absl::Time now = absl::Now();
         itl.Observe(absl::ToDoubleSeconds(now - a.last_token_at));
         a.last_token_at = now;
@@ -76,8 +78,9 @@ RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
     }
     return false;
   };
+  int http_status = 0;
   const absl::Status st = PostSse(a.decode_node.endpoint, "/internal/v1/decode",
-                                  node_api::ToJson(body), on_event, call);
+                                  node_api::ToJson(body), on_event, call, &http_status);
   if (ended) {
     result.kind = *ended;
     return result;
@@ -87,7 +90,10 @@ RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
     return result;
   }
   result.kind = RelayResult::Kind::kFailed;
-  result.stream_broke = event_error.ok() && !st.ok();
+  // Only a transport failure says the node may be down; a node that answered with an HTTP error
+  // (an expired reservation, a bad request) is alive and keeps its traffic.
+  const bool node_answered_error = http_status != 0 && (http_status < 200 || http_status >= 300);
+  result.stream_broke = event_error.ok() && !st.ok() && !node_answered_error;
   result.error = !event_error.ok() ? event_error
                  : !st.ok()        ? st
                                    : absl::UnavailableError(

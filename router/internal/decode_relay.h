@@ -53,6 +53,9 @@ struct ActiveRequest {
   NodeView prefill_node;
   node_api::PrefillReply prefill;
   std::vector<NodeId> failed_prefill_nodes;  // this request skips them while others remain
+  std::vector<NodeId> failed_decode_nodes;   // the same, for reservations after a failed transfer
+  bool ttft_observed = false;  // TTFT counts once per request, not once per attempt
+  bool body_started = false;   // Stream() ran: it owns the cancel and the count from then on
 
   double router_queue_ms = 0;  // accept -> the successful prefill call was sent
   absl::Time first_token_at = absl::InfinitePast();

@@ -3,8 +3,9 @@
 Starts two prefill nodes, two decode nodes and a router as separate processes on loopback (the
 multi-node deployment, shrunk onto one machine), then:
 - kills (SIGKILL) the decode node that is serving a stream mid-stream: the client gets an error,
-  never a normal finish of a truncated answer, and the following requests succeed on the other
-  decode node;
+  never a normal finish of a truncated answer (the stream's last chunk has finish_reason "error",
+  then an error event that makes the openai client raise APIError), and the following requests
+  succeed on the other decode node;
 - kills a prefill node: every following request still succeeds, on the other one.
 
 Run: .venv-test/bin/python tests/cluster/failover_test.py --tandem build/cli/tandem [--transport ucx]
@@ -85,7 +86,9 @@ class FailoverTest(unittest.TestCase):
         print(f"decode node {victim.name} killed after {chunks} chunks; the client got: "
               f"{type(raised.exception).__name__}: {raised.exception}")
         self.assertIsNotNone(victim, "the stream ended before the kill")
-        self.assertEqual(finishes, [], "a killed stream must not end like a complete one")
+        # ARCHITECTURE.md §9: a broken stream ends with finish_reason "error" and an error
+        # event, never "stop"/"length" (a complete answer's).
+        self.assertEqual(finishes, ["error"], "a killed stream must not end like a complete one")
         for i in range(4):
             self.ask(i)
         survivor = [d for d in self.decodes if d is not victim][0]

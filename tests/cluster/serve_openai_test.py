@@ -121,6 +121,28 @@ class ServeOpenAiTest(unittest.TestCase):
         self.assertGreater(timings["prefill"], 0)
         print(f"tandem extension: {json.dumps(raw['tandem'])}")
 
+    def test_per_request_sparse_prefill(self):
+        # The "tandem" extension picks the prefill attention per request; the prefill node reports
+        # what it computed (method and fraction of blocks) back through the extension field.
+        prompt = " ".join(f"Sentence {i} talks about item number {i}." for i in range(150))
+        seen = {}
+        for method in ("dense", "power"):
+            res = self.client.completions.create(
+                model=MODEL_NAME, prompt=prompt, max_tokens=2, temperature=0,
+                extra_body={"tandem": {"sparse_prefill": method}})
+            seen[method] = res.model_dump()["tandem"]["attention"]
+        print(f"per-request sparse prefill: {seen}")
+        self.assertEqual(seen["dense"]["method"], "dense")
+        self.assertEqual(seen["dense"]["density"], 1.0)
+        self.assertEqual(seen["power"]["method"], "power")
+        self.assertLess(seen["power"]["density"], 0.9)
+        status, text = tc.http_json(self.serve.url("/v1/completions"),
+                                    {"model": MODEL_NAME, "prompt": "x",
+                                     "tandem": {"sparse_prefill": "fancy"}},
+                                    {"Authorization": f"Bearer {API_KEY}"})
+        self.assertEqual(status, 400, text)
+        self.assertEqual(text["error"]["param"], "tandem.sparse_prefill")
+
     def test_models_and_metrics(self):
         models = [m.id for m in self.client.models.list()]
         self.assertEqual(models, [MODEL_NAME])

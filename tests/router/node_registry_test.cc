@@ -4,6 +4,7 @@
 #include "router/node_registry.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -55,6 +56,8 @@ class CannedNode {
     status_.vocab_fingerprint = kVocab;
     server_.Get("/internal/v1/status", [this](const httplib::Request& req, httplib::Response& res) {
       absl::MutexLock lock(&mu_);
+      ++polls_started_;
+      mu_.Await(absl::Condition(+[](bool* held) { return !*held; }, &held_));
       sinces_.push_back(req.get_param_value("since"));
       res.set_content(node_api::ToJson(status_), "application/json");
     });
@@ -64,6 +67,16 @@ class CannedNode {
   void Edit(F f) {
     absl::MutexLock lock(&mu_);
     f(status_);
+  }
+  // While held, status answers wait (a poll that is in flight at a chosen moment).
+  void Hold(bool held) {
+    absl::MutexLock lock(&mu_);
+    held_ = held;
+  }
+  void AwaitPollsStarted(int n) {
+    absl::MutexLock lock(&mu_);
+    auto started = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return polls_started_ >= n; };
+    mu_.Await(absl::Condition(&started));
   }
   std::vector<std::string> sinces() {
     absl::MutexLock lock(&mu_);
@@ -78,6 +91,8 @@ class CannedNode {
   absl::Mutex mu_;
   node_api::NodeStatus status_;
   std::vector<std::string> sinces_;
+  bool held_ = false;
+  int polls_started_ = 0;
 };
 
 struct Fixture {
@@ -257,6 +272,22 @@ TEST(NodeRegistry, MarkDownLastsUntilTheNextGoodPoll) {
   f.nodes.MarkDown(id, absl::UnavailableError("connection refused"));
   EXPECT_TRUE(f.nodes.UsableNodes(NodeRole::kDecode).empty());
   f.nodes.PollAllOnce();
+  EXPECT_EQ(f.nodes.UsableNodes(NodeRole::kDecode).size(), 1u);
+}
+
+TEST(NodeRegistry, APollThatStartedBeforeAMarkDownDoesNotClearIt) {
+  CannedNode decode("decode");
+  Fixture f({}, {decode.endpoint()});
+  f.nodes.PollAllOnce();
+  const NodeId id = decode.endpoint().ToString();
+  decode.Hold(true);
+  std::thread poll([&] { f.nodes.PollAllOnce(); });
+  decode.AwaitPollsStarted(2);  // the poll is in flight
+  f.nodes.MarkDown(id, absl::UnavailableError("connection reset"));
+  decode.Hold(false);
+  poll.join();
+  EXPECT_TRUE(f.nodes.UsableNodes(NodeRole::kDecode).empty());
+  f.nodes.PollAllOnce();  // started after the failure: the node is back
   EXPECT_EQ(f.nodes.UsableNodes(NodeRole::kDecode).size(), 1u);
 }
 

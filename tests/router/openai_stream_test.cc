@@ -91,17 +91,20 @@ TEST(CompletionStreamTest, TextCompletionFlushesHeldTextAndHasNoUsageChunk) {
   EXPECT_EQ(ev[3], "[DONE]");
 }
 
-TEST(CompletionStreamTest, FailEndsWithErrorEventNotFinishReason) {
+TEST(CompletionStreamTest, FailEndsWithFinishReasonErrorThenErrorEvent) {
   CompletionStream s(Endpoint::kChatCompletions, Header(), {}, /*include_usage=*/true);
   std::string sse = s.OnText("partial");
   sse += s.Fail(ApiErrorFromStatus(absl::UnavailableError("decode node lost")));
   EXPECT_EQ(s.Finish("stop", Usage{}), "");
   std::vector<std::string> ev = Events(sse);
-  ASSERT_EQ(ev.size(), 4u);  // role, "partial", error, [DONE]
-  Json err = Json::parse(ev[2]);
+  ASSERT_EQ(ev.size(), 5u);  // role, "partial", finish_reason "error", error, [DONE]
+  Json last = Json::parse(ev[2]);
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "error");
+  EXPECT_FALSE(last.contains("usage") && !last["usage"].is_null());
+  Json err = Json::parse(ev[3]);
   EXPECT_EQ(err["error"]["message"], "decode node lost");
   EXPECT_EQ(err["error"]["type"], "service_unavailable_error");
-  EXPECT_EQ(ev[3], "[DONE]");
+  EXPECT_EQ(ev[4], "[DONE]");
   for (const std::string& e : ev) EXPECT_EQ(e.find("finish_reason\":\"stop"), std::string::npos);
   EXPECT_EQ(sse.substr(sse.size() - 14), "data: [DONE]\n\n");
 }

@@ -47,6 +47,10 @@ TEST(RouterOptions, ValidateNamesTheFlag) {
   bad = o;
   bad.port = 70000;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--router_port"));
+  bad = o;
+  bad.control_timeout = absl::Milliseconds(1);
+  EXPECT_THAT(bad.Validate(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--router_control_timeout_ms"));
 }
 
 }  // namespace
