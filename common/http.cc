@@ -125,7 +125,8 @@ std::string ErrorBody(const absl::Status& status, const ErrorDetail& detail) {
   error["message"] = std::string(status.message());
   error["type"] = std::string(ErrorTypeForHttpStatus(HttpStatusFromStatus(status)));
   error["param"] = detail.param.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(detail.param);
-  error["code"] = detail.code.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(detail.code);
+  const std::string code = detail.code.empty() ? ErrorCodeOf(status) : detail.code;
+  error["code"] = code.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(code);
   nlohmann::ordered_json body;
   body["error"] = std::move(error);
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

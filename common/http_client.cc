@@ -61,15 +61,19 @@ std::string HttpEndpoint::ToString() const { return absl::StrCat(host, ":", port
 absl::Status StatusFromHttpReply(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300) return absl::OkStatus();
   std::string message = absl::StrCat("HTTP ", http_status);
+  std::string code;
   auto json = nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (json.is_object()) {
     auto error = json.find("error");
     if (error != json.end() && error->is_object()) {
       auto m = error->find("message");
       if (m != error->end() && m->is_string()) message = m->get<std::string>();
+      auto c = error->find("code");
+      if (c != error->end() && c->is_string()) code = c->get<std::string>();
     }
   }
-  return absl::Status(CodeFromHttp(http_status), message);
+  absl::Status status(CodeFromHttp(http_status), message);
+  return code.empty() ? status : WithErrorCode(std::move(status), code);
 }
 
 absl::StatusOr<HttpReply> HttpGet(const HttpEndpoint& to, const std::string& path,

@@ -39,7 +39,8 @@ struct HttpReply {
 
 // The Status a non-2xx reply stands for: the code from its HTTP status (400 InvalidArgument, 401
 // Unauthenticated, 404 NotFound, 429/503 Unavailable or ResourceExhausted, 504 DeadlineExceeded,
-// 499 Cancelled, ...) and the message from its {"error":{"message"}} body when there is one.
+// 499 Cancelled, ...), the message from its {"error":{"message"}} body when there is one, and its
+// "code" as the WithErrorCode payload (common/status.h).
 absl::Status StatusFromHttpReply(int http_status, std::string_view body);
 
 // GET or POST (JSON body) and the whole reply; any HTTP status is returned as a reply, transport

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace tandem {
@@ -77,4 +78,18 @@ void CheckFailed(const char* file, int line, const char* condition, const std::s
   std::abort();
 }
 }  // namespace internal
+namespace {
+constexpr char kErrorCodeUrl[] = "tandem.dev/error.code";
+}  // namespace
+
+absl::Status WithErrorCode(absl::Status status, std::string_view code) {
+  if (!status.ok()) status.SetPayload(kErrorCodeUrl, absl::Cord(AV(code)));
+  return status;
+}
+
+std::string ErrorCodeOf(const absl::Status& status) {
+  auto code = status.GetPayload(kErrorCodeUrl);
+  return code ? std::string(*code) : std::string();
+}
+
 }  // namespace tandem

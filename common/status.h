@@ -27,6 +27,18 @@ bool IsRetryable(const absl::Status& s);
 // Keeps the code and payloads, prefixes the message: "while loading blocks of r-42: <original>".
 absl::Status Annotate(const absl::Status& s, std::string_view context);
 
+// A machine-readable error code ("kv_transfer_failed") carried as a Status payload, so that it
+// survives the HTTP hop between processes: common/http's WriteError puts it in the body's "code"
+// and common/http_client's StatusFromHttpReply reads it back into the same payload. Callers branch
+// on the code, never on the message text.
+absl::Status WithErrorCode(absl::Status status, std::string_view code);
+// The code WithErrorCode attached, or "".
+std::string ErrorCodeOf(const absl::Status& status);
+
+// The code a prefill node gives a request whose KV it computed but could not deliver to the
+// reserved decode node (NACK, deadline, stale epoch): the router then reserves elsewhere.
+inline constexpr std::string_view kErrorKvTransferFailed = "kv_transfer_failed";
+
 // The one Status -> HTTP mapping (ARCHITECTURE.md §9).
 int HttpStatusFromStatus(const absl::Status& s);
 

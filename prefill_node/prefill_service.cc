@@ -339,11 +339,12 @@ absl::Status PrefillService::Ship(const node_api::PrefillRequest& request, const
     metrics_.TransferFailed(name, status);  // by the original code: the reason label stays exact
     // Passed through, a NACK's NotFound/FailedPrecondition/DataLoss would reach the client as a
     // non-retryable 404/400/500; the original code stays in the message for the operator.
-    return absl::UnavailableError(absl::StrCat(
+    return WithErrorCode(absl::UnavailableError(absl::StrCat(
         "kv transfer ", *transfer_id, " of ", request.request_id, " to ",
         request.target.node_id, " at ", request.target.host, ":", request.target.port,
         " reservation ", request.target.reservation_id, " failed (",
-        absl::StatusCodeToString(status.code()), "): ", status.message()));
+        absl::StatusCodeToString(status.code()), "): ", status.message())),
+        kErrorKvTransferFailed);
   }
   metrics_.TransferDone(name, *bytes, absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();

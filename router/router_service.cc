@@ -127,11 +127,10 @@ RouteRequest RouterService::MakeRouteRequest(const PreparedRequest& req) const {
 namespace {
 
 // The prefill node ran the prompt but could not deliver its KV to the reserved decode node (NACK,
-// deadline, stale epoch). Prefill nodes annotate every Ship failure with "kv transfer <id> of
-// <request> to <node>" (prefill_node/prefill_service.cc) and answer 503; the text is matched so
-// that older nodes, which passed the NACK's own code through, are recognised as well.
+// deadline, stale epoch): it answers 503 with code kv_transfer_failed
+// (prefill_node/prefill_service.cc), which StatusFromHttpReply carries as the error-code payload.
 bool IsTransferFailure(const absl::Status& st) {
-  return absl::StrContains(st.message(), "kv transfer ");
+  return ErrorCodeOf(st) == kErrorKvTransferFailed;
 }
 
 // A node's failure as the client sees it (ARCHITECTURE.md §9): the request was valid when the

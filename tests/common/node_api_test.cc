@@ -159,6 +159,9 @@ TEST(HttpClient, MapsRepliesAndConnectionFailures) {
   server.Post("/fail", [](const httplib::Request&, httplib::Response& res) {
     WriteError(res, absl::ResourceExhaustedError("decode node overloaded"));
   });
+  server.Post("/coded", [](const httplib::Request&, httplib::Response& res) {
+    WriteError(res, WithErrorCode(absl::UnavailableError("kv gone"), kErrorKvTransferFailed));
+  });
   server.Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
     res.set_content(req.body, "application/json");
   });
@@ -182,6 +185,11 @@ TEST(HttpClient, MapsRepliesAndConnectionFailures) {
   EXPECT_THAT(CallJson(to, "/fail", "{}").status(),
               StatusIs(absl::StatusCode::kUnavailable, "overloaded"));
   EXPECT_THAT(CallJson(to, "/missing", "{}").status(), StatusIs(absl::StatusCode::kNotFound));
+  // A machine-readable code crosses the hop: WriteError puts it in the body, the client reads it.
+  const absl::Status coded = CallJson(to, "/coded", "{}").status();
+  EXPECT_THAT(coded, StatusIs(absl::StatusCode::kUnavailable, "kv gone"));
+  EXPECT_EQ(ErrorCodeOf(coded), kErrorKvTransferFailed);
+  EXPECT_EQ(ErrorCodeOf(CallJson(to, "/fail", "{}").status()), "");
 
   std::vector<int> tokens;
   ASSERT_OK(PostSse(to, "/stream", "{}", [&](std::string_view event, std::string_view data) {

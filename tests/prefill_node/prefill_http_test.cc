@@ -204,6 +204,8 @@ TEST_F(PrefillHttpTest, NackedTransferIsRetryable503WithTheReason) {
     EXPECT_EQ(r.status, 503) << r.body;
     const absl::Status st = StatusFromHttpReply(r.status, r.body);
     EXPECT_TRUE(IsRetryable(st)) << r.body;
+    // The router tells "the KV did not arrive" (reserve again elsewhere) from other 503s by code.
+    EXPECT_EQ(ErrorCodeOf(st), kErrorKvTransferFailed) << r.body;
     EXPECT_NE(r.body.find(c.reason), std::string::npos) << r.body;
     EXPECT_NE(r.body.find(std::string(absl::StatusCodeToString(c.nack.code()))), std::string::npos)
         << r.body;

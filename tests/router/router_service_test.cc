@@ -43,8 +43,10 @@ struct Answer {
   std::string body;
 };
 
-Answer ErrorAnswer(int status, const std::string& message) {
-  return {status, Json{{"error", {{"message", message}, {"type", "x"}}}}.dump()};
+Answer ErrorAnswer(int status, const std::string& message, const std::string& code = "") {
+  Json error{{"message", message}, {"type", "x"}};
+  if (!code.empty()) error["code"] = code;
+  return {status, Json{{"error", error}}.dump()};
 }
 
 // The decode stream a fake decode node sends: `tokens` one by one (`gap` apart), then a done
@@ -446,18 +448,18 @@ TEST_F(RouterServiceTest, ANodesClientErrorIsABadGatewayNotTheClients) {
   EXPECT_EQ(prefills_[0]->Calls("/internal/v1/prefill"), 1);  // not retryable
 }
 
-// The prefill node NACKs the transfer: 503 with the reason (or, from an older node, the NACK's
-// own code, 404). Either way the router cancels, reserves on the other decode node and prefills
-// again; the client never sees the 404.
+// The prefill node could not deliver the KV (the decode node NACKed it): 503 with code
+// kv_transfer_failed. The router cancels, reserves on the other decode node and prefills again.
 TEST_F(RouterServiceTest, FailedTransferReservesOnAnotherDecodeNode) {
-  for (int http : {503, 404}) {
+  for (int http : {503}) {
     SCOPED_TRACE(http);
     Reset();
     MakeNodes(1, 2);
     auto ok = PrefillOk();
     prefills_[0]->Handle("/internal/v1/prefill", [ok, http](int n, const std::string& b) {
       return n == 0 ? ErrorAnswer(http, "kv transfer 0a1b of r-1 to decode-x at 127.0.0.1:1: "
-                                        "reservation 100 not found")
+                                        "reservation 100 not found",
+                                  std::string(kErrorKvTransferFailed))
                     : ok(n, b);
     });
     StartRouter();
