@@ -36,13 +36,13 @@ TOPICS = ["the ocean", "volcanoes", "the moon", "bees", "rivers", "glaciers", "d
           "rainbows"]
 
 
-def prompts(n, words):
+def prompts(n, words, first=0):
     filler = ("Tandem splits prefill and decode across nodes and ships the KV cache between them. "
               * max(1, words // 14))
     # Each prompt starts differently, so no request reuses another's KV blocks (the cost of
     # disaggregation is measured, not the prefix cache; the baseline has none).
     return [f"Request {i} ({TOPICS[i % len(TOPICS)]}).\n{filler}\nWrite a short paragraph about "
-            f"{TOPICS[i % len(TOPICS)]}.\nAnswer:" for i in range(n)]
+            f"{TOPICS[i % len(TOPICS)]}.\nAnswer:" for i in range(first, first + n)]
 
 
 def baseline(tandem, prompt_list, max_tokens, threads):
@@ -101,7 +101,8 @@ def main():
     parser.add_argument("--requests_per_client", type=int, default=2)
     parser.add_argument("--prompt_words", type=int, default=400)
     parser.add_argument("--max_tokens", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=0, help="cpu threads per process; 0 = all")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="cpu threads of tandem generate and of each node; 0 = every core")
     parser.add_argument("--transport", default="tcp")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
@@ -114,19 +115,25 @@ def main():
           f"{base['ttft_p50'] * 1e3:.1f} ms, TPOT p50 {base['tpot_p50'] * 1e3:.2f} ms, "
           f"{base['throughput']:.1f} tok/s")
 
-    serve = tc.TandemProcess(tandem, "serve", ["--serve_port=0", f"--threads={args.threads}",
-                                               f"--transport={args.transport}"], name="bench")
+    serve_args = ["--serve_port=0", f"--transport={args.transport}"]
+    if args.threads > 0:
+        serve_args.append(f"--threads={args.threads}")
+    serve = tc.TandemProcess(tandem, "serve", serve_args, name="bench")
     lines = []
     try:
         serve.wait_ready(timeout=300)
         client = openai.OpenAI(base_url=serve.url("/v1"), api_key="none", max_retries=0,
                                timeout=600)
         model = client.models.list().data[0].id
-        one_stream(client, model, base_prompts[0], 4)  # warm-up
+        one_stream(client, model, "Warm-up: say hi.", 4)
+        # Every request of the run gets a prompt of its own (numbered past the baseline's), so
+        # none reuses KV blocks another stored: the prefix cache would flatter the candidate.
+        next_prompt = 1000
         for clients in levels:
-            cand = candidate(client, model, prompts(clients * args.requests_per_client,
-                                                    args.prompt_words),
+            n = clients * args.requests_per_client
+            cand = candidate(client, model, prompts(n, args.prompt_words, next_prompt),
                              args.max_tokens, clients)
+            next_prompt += n
             for metric, lower_is_better in (("ttft_p50", True), ("tpot_p50", True),
                                             ("throughput", False)):
                 c, b = cand[metric], base[metric]

@@ -49,8 +49,12 @@ absl::Status WaitFor(int fd, short events, absl::Time deadline, const StopFn& st
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration())
       return absl::DeadlineExceededError("transfer deadline passed");
-    const int ms =
-        static_cast<int>(std::min<int64_t>(kSliceMs, absl::ToInt64Milliseconds(left) + 1));
+    // Compared as durations: with no transfer open the deadline is InfiniteFuture, and
+    // ToInt64Milliseconds(infinity) + 1 overflows to a poll timeout of 0, a busy loop that took a
+    // whole core from every idle decode node.
+    const int ms = left > absl::Milliseconds(kSliceMs)
+                       ? static_cast<int>(kSliceMs)
+                       : static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
     pollfd p{fd, events, 0};
     const int r = poll(&p, 1, ms);
     if (r < 0 && errno != EINTR) return Errno("poll");
