@@ -3,6 +3,8 @@
 #include <utility>
 #include <vector>
 
+#include "kv_store/transfer/transport.h"
+
 namespace tandem::decode {
 namespace {
 
@@ -53,28 +55,9 @@ void DecodeMetrics::TransferBytesIn(int64_t bytes) {
 }
 
 void DecodeMetrics::TransferFailed(const absl::Status& status) {
-  transfer_failures_->Labels({transport_, std::string(TransferFailureReason(status))}).Increment();
+  transfer_failures_->Labels({transport_, std::string(kv::TransferFailureReason(status))})
+      .Increment();
 }
 
-std::string_view TransferFailureReason(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-      return "unavailable";
-    case absl::StatusCode::kDeadlineExceeded:
-      return "deadline";
-    case absl::StatusCode::kAborted:
-      return "aborted";
-    case absl::StatusCode::kCancelled:
-      return "cancelled";
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kDataLoss:
-      return "rejected";
-    default:
-      return "other";
-  }
-}
 
 }  // namespace tandem::decode

@@ -42,8 +42,5 @@ class DecodeMetrics {
   CounterFamily* transfer_failures_;
 };
 
-// The bounded `reason` label of a failed transfer, the same set the prefill node uses:
-// unavailable, deadline, aborted, cancelled, rejected, other.
-std::string_view TransferFailureReason(const absl::Status& status);
 
 }  // namespace tandem::decode

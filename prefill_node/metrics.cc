@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kv_store/transfer/transport.h"
 
 namespace tandem::prefill {
 
@@ -56,29 +57,10 @@ void PrefillMetrics::TransferDone(std::string_view transport, int64_t bytes, dou
 }
 
 void PrefillMetrics::TransferFailed(std::string_view transport, const absl::Status& status) {
-  transfer_failures_->Labels({std::string(transport), std::string(TransferFailureReason(status))})
+  transfer_failures_
+      ->Labels({std::string(transport), std::string(kv::TransferFailureReason(status))})
       .Increment();
 }
 
-std::string_view TransferFailureReason(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kUnavailable:
-      return "unavailable";
-    case absl::StatusCode::kDeadlineExceeded:
-      return "deadline";
-    case absl::StatusCode::kAborted:
-      return "aborted";
-    case absl::StatusCode::kCancelled:
-      return "cancelled";
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kResourceExhausted:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kDataLoss:
-      return "rejected";
-    default:
-      return "other";
-  }
-}
 
 }  // namespace tandem::prefill

@@ -39,9 +39,5 @@ class PrefillMetrics {
   CounterFamily* transfer_failures_;
 };
 
-// The bounded `reason` label of a failed transfer: unavailable (peer unreachable or gone),
-// deadline, aborted (peer epoch changed), cancelled, rejected (NACK: reservation, validation),
-// other.
-std::string_view TransferFailureReason(const absl::Status& status);
 
 }  // namespace tandem::prefill

@@ -96,4 +96,25 @@ absl::Status PeerEpochs::Admit(const PeerAddress& dst) {
   return absl::OkStatus();
 }
 
+std::string_view TransferFailureReason(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kUnavailable:
+      return "unavailable";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "deadline";
+    case absl::StatusCode::kAborted:
+      return "aborted";
+    case absl::StatusCode::kCancelled:
+      return "cancelled";
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kDataLoss:
+      return "rejected";
+    default:
+      return "other";
+  }
+}
+
 }  // namespace tandem::kv

@@ -145,6 +145,11 @@ class Transport {
 // Unimplemented for "ucx" in a build without it.
 absl::StatusOr<std::unique_ptr<Transport>> NewTransport(std::string_view name,
                                                         const TransportOptions& options);
+// The `reason` label of tandem_kv_transfer_failures_total for a failed transfer, from its Status
+// code (never its message, so the label set stays bounded): unavailable, deadline, aborted (stale
+// epoch), cancelled, rejected (the receiver NACKed: bad block, unknown reservation, ...), other.
+std::string_view TransferFailureReason(const absl::Status& status);
+
 // The transports this build has, "tcp" first.
 std::vector<std::string> AvailableTransports();
 
