@@ -6,7 +6,9 @@ multi-node deployment, shrunk onto one machine), then:
   never a normal finish of a truncated answer (the stream's last chunk has finish_reason "error",
   then an error event that makes the openai client raise APIError), and the following requests
   succeed on the other decode node;
-- kills a prefill node: every following request still succeeds, on the other one.
+- kills a prefill node: every following request still succeeds, on the other one;
+- sends two prompts that share a long prefix: the second goes to the prefill node that stored
+  the first one's KV blocks (kv_aware policy, fed by the nodes' status events) and reuses them.
 
 Run: .venv-test/bin/python tests/cluster/failover_test.py --tandem build/cli/tandem [--transport ucx]
 """
@@ -93,6 +95,27 @@ class FailoverTest(unittest.TestCase):
             self.ask(i)
         survivor = [d for d in self.decodes if d is not victim][0]
         self.assertEqual(tc.http_json(survivor.url("/health"))[0], 200)
+
+    def test_kv_aware_routing_follows_the_stored_prefix(self):
+        # The default policy (kv_aware) learns from each prefill node's status events which KV
+        # blocks it stores, and sends a request whose prompt starts with them to that node.
+        for round_ in range(2):
+            shared = " ".join(f"Document {round_} line {i}: the value of item {i} is {i * 7}."
+                              for i in range(30))
+            first = self.client.completions.create(model=MODEL_NAME, prompt=shared + " Q: one?",
+                                                   max_tokens=2, temperature=0).model_dump()
+            time.sleep(1.0)  # a few status polls (every 200 ms) carry the stored-block events
+            second = self.client.completions.create(model=MODEL_NAME, prompt=shared + " Q: two?",
+                                                    max_tokens=2, temperature=0).model_dump()
+            a, b = first["tandem"], second["tandem"]
+            print(f"round {round_}: prompt {first['usage']['prompt_tokens']} tokens, first on "
+                  f"{a['prefill_node']} cached {a['kv']['cached_tokens']}, second on "
+                  f"{b['prefill_node']} cached {b['kv']['cached_tokens']}")
+            self.assertEqual(a["kv"]["cached_tokens"], 0)
+            self.assertEqual(b["prefill_node"], a["prefill_node"])
+            self.assertGreaterEqual(b["kv"]["cached_tokens"], 512)
+            self.assertEqual(second["usage"]["prompt_tokens_details"]["cached_tokens"],
+                             b["kv"]["cached_tokens"])
 
     def test_prefill_node_killed(self):
         for i in range(2):
