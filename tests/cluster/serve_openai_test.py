@@ -4,8 +4,8 @@ Starts `tandem serve` (router + one prefill + one decode process on loopback, KV
 data plane) with an API key, then checks: chat and completions, streaming and not, give exactly the
 text `tandem generate` gives in one process for the same prompt (greedy, and seeded sampling);
 stop sequences, max_tokens and usage; 32 concurrent streaming clients each get their own correct
-answer; bad input gets OpenAI-shaped 4xx errors and the server stays up; Ctrl-C (SIGINT) stops
-every process.
+answer; bad input gets OpenAI-shaped 4xx errors and the server stays up; a node that dies is
+restarted and serving resumes; Ctrl-C (SIGINT) stops every process.
 
 Run: .venv-test/bin/python tests/cluster/serve_openai_test.py --tandem build/cli/tandem
 """
@@ -237,6 +237,44 @@ class ServeOpenAiTest(unittest.TestCase):
         # Nothing crashed: the server still answers.
         res = self.client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=2)
         self.assertEqual(len(res.choices), 1)
+
+
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")
+
+
+class ServeSupervision(unittest.TestCase):
+    def test_a_killed_node_is_restarted_and_serving_resumes(self):
+        serve = tc.TandemProcess(TANDEM, "serve", ["--serve_port=0", "--threads=1"],
+                                 name="serve-restart")
+        try:
+            serve.wait_ready(timeout=240)
+            client = openai.OpenAI(base_url=serve.url("/v1"), api_key="x", max_retries=0,
+                                   timeout=60)
+            decode = [c for c in children(serve.pid) if cmdline(c)[1] == b"decode"]
+            self.assertEqual(len(decode), 1)
+            os.kill(decode[0], signal.SIGKILL)
+            deadline = time.time() + 60
+            while True:
+                try:
+                    res = client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=3)
+                    break
+                except openai.APIError:
+                    self.assertLess(time.time(), deadline, serve.tail())
+                    time.sleep(0.5)
+            self.assertEqual(len(res.choices), 1)
+            restarted = [c for c in children(serve.pid) if cmdline(c)[1] == b"decode"]
+            self.assertEqual(len(restarted), 1)
+            self.assertNotEqual(restarted[0], decode[0])
+            self.assertIn("restarting it", serve.tail())
+        finally:
+            serve.stop()
 
 
 class ServeStopsOnCtrlC(unittest.TestCase):
