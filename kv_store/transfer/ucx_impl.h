@@ -88,6 +88,13 @@ struct UcxTransport::Impl {
   ucp_context_h ctx = nullptr;
   ucp_worker_h worker = nullptr;
   ucp_listener_h listener = nullptr;
+  // The worker's wakeup fd (UCP_FEATURE_WAKEUP), or -1 when UCX offers none: an idle progress
+  // thread sleeps in poll() on it instead of waking every 200 us. Other threads that hand it
+  // work (Post, Cancel, Shutdown) call Wake().
+  int event_fd = -1;
+  void Wake() {
+    if (event_fd >= 0) ucp_worker_signal(worker);
+  }
 
   absl::Mutex mu;
   absl::CondVar cv;

@@ -2,6 +2,7 @@
 // frames, the outbound state machine and teardown.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 #include <cstring>
 #include <utility>
@@ -450,8 +451,14 @@ bool UcxTransport::Impl::DriveSender() {
   return busy || !a.reqs.empty();
 }
 
+// Longest sleep of an idle progress thread armed on the worker's wakeup fd.
+constexpr int kIdlePollMs = 5;
+// How long the worker must have had nothing to do before the thread sleeps on the wakeup fd.
+constexpr absl::Duration kQuietBeforeArm = absl::Milliseconds(50);
+
 void UcxTransport::Impl::Loop() {
   int idle = 0;
+  absl::Time quiet_since = absl::InfiniteFuture();
   while (!exit) {
     unsigned n = 0;
     for (int i = 0; i < 64; ++i) {
@@ -466,8 +473,21 @@ void UcxTransport::Impl::Loop() {
     if (n > 0 || busy) {
       idle = 0;
     } else if (++idle > 1000) {
-      absl::SleepFor(absl::Microseconds(200));
+      // Short naps while traffic may still be in flight (not every transport signals the
+      // wakeup fd for every step of a rendezvous, and a nap costs no latency); once the worker
+      // has been quiet for kQuietBeforeArm, sleep on the fd so an idle node costs no CPU.
+      const absl::Time now = absl::Now();
+      if (quiet_since == absl::InfiniteFuture()) quiet_since = now;
+      if (event_fd < 0 || now - quiet_since < kQuietBeforeArm) {
+        absl::SleepFor(absl::Microseconds(200));
+      } else if (ucp_worker_arm(worker) == UCS_OK) {
+        // Armed: UCX events and Wake() make the fd readable. The timeout bounds how late the
+        // thread notices what signals nothing (a transfer's deadline passing).
+        pollfd p{event_fd, POLLIN, 0};
+        poll(&p, 1, kIdlePollMs);
+      }  // else UCS_ERR_BUSY: events arrived meanwhile; progress again at once.
     }
+    if (idle == 0) quiet_since = absl::InfiniteFuture();
   }
   // Teardown, still on the progress thread, which owns the worker.
   if (active) {

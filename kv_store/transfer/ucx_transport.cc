@@ -33,7 +33,7 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportO
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
-  params.features = UCP_FEATURE_AM;
+  params.features = UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = 1;
   ucs_status_t s = ucp_init(&params, config, &impl->ctx);
   ucp_config_release(config);
@@ -45,6 +45,7 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportO
     ucp_cleanup(impl->ctx);
     return Ucs(s, "ucp_worker_create");
   }
+  if (ucp_worker_get_efd(impl->worker, &impl->event_fd) != UCS_OK) impl->event_fd = -1;
   for (unsigned id : {kAmFrame, kAmReply}) {
     ucp_am_handler_param_t hp{};
     hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
@@ -114,6 +115,7 @@ absl::StatusOr<TransferHandle> UcxTransport::Post(TransferDesc desc) {
   x->handle = impl_->next_handle++;
   impl_->xfers[x->handle] = x;
   impl_->queue.push_back(x);
+  impl_->Wake();
   return x->handle;
 }
 
@@ -152,6 +154,7 @@ void UcxTransport::Cancel(TransferHandle h) {
     impl_->finished.push_back(h);
     impl_->cv.SignalAll();
   }
+  impl_->Wake();
 }
 
 absl::Status UcxTransport::Shutdown(absl::Duration grace) {
@@ -178,6 +181,7 @@ absl::Status UcxTransport::Shutdown(absl::Duration grace) {
   }
   impl_->hard_stop = true;
   impl_->exit = true;
+  impl_->Wake();
   if (impl_->progress.joinable()) impl_->progress.join();
   return absl::OkStatus();
 }
