@@ -9,6 +9,11 @@
 #include "glog/logging.h"
 
 namespace tandem::decode {
+namespace {
+// How long past its transfer's deadline an arriving transfer keeps its reservation, so that the
+// transport, not the expiry, reports a late transfer.
+constexpr absl::Duration kReceivingGrace = absl::Seconds(2);
+}  // namespace
 
 ReservationTable::ReservationTable(const ReservationLimits& limits, DecodeMetrics* metrics)
     : limits_(limits), metrics_(metrics) {
@@ -205,6 +210,10 @@ absl::Status ReservationTable::OnBegin(const kv::TransferMeta& meta, kv::Reserva
     return absl::InvalidArgumentError(absl::StrCat("transfer ", meta.id.Hex(), " has no blocks"));
   }
   by_transfer_.erase(r.transfer);
+  // While the transfer arrives the reservation is held until the transfer's own deadline (the
+  // transport then ends it and OnEnd restarts the clock), but never past a ttl from now: a BEGIN
+  // without a deadline must not hold the KV room forever.
+  r.expires = std::min(meta.deadline, absl::Now() + limits_.ttl) + kReceivingGrace;
   r.phase = TransferPhase::kReceiving;
   r.transfer = meta.id;
   r.transfer_blocks = meta.block_count;
@@ -278,9 +287,9 @@ void ReservationTable::OnEnd(const kv::TransferId& id, const absl::Status& statu
 void ReservationTable::ExpireLocked(absl::Time now) {
   std::vector<uint64_t> expired;
   for (const auto& [id, r] : by_id_) {
-    // A transfer in progress is bounded by its own deadline (the transport then calls OnEnd,
-    // which restarts the clock); expiring it here would NACK a transfer that is on time.
-    if (!r.claimed && r.phase != TransferPhase::kReceiving && r.expires <= now) {
+    // A transfer in progress keeps its reservation until its own deadline plus a grace (set in
+    // OnBegin), so a transfer that is on time is never NACKed for an expiry.
+    if (!r.claimed && r.expires <= now) {
       expired.push_back(id);
     }
   }

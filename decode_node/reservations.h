@@ -9,8 +9,9 @@
 //
 // Expiry clock (agrees with the router, which reserves with deadline_ms = now + its prefill
 // timeout + control timeout, 305 s by default): before its transfer starts, a reservation lives
-// until min(deadline_ms, now + ttl); while the transfer is arriving it never expires (the
-// transport ends every transfer by its own deadline, calling OnEnd); when the transfer ends, OK or
+// until min(deadline_ms, now + ttl); while the transfer is arriving it lives until the transfer's
+// own deadline (the transport ends the transfer then, calling OnEnd), capped at a ttl from BEGIN
+// so a BEGIN without a deadline cannot hold the room forever, plus 2 s; when it ends, OK or
 // failed, the clock restarts at now + ttl, so a long prefill never costs the decode call its KV
 // and a failed transfer leaves a full ttl for a resend. Only an orphan (nobody ever claims or
 // cancels it, e.g. the router died) is dropped, ttl after its transfer ended.
@@ -132,7 +133,8 @@ class ReservationTable final : public kv::TransferSink {
     int64_t prompt_tokens = 0;
     int64_t max_tokens = 0;
     int64_t pages = 0;
-    absl::Time expires;           // ignored while kReceiving; restarted when the transfer ends
+    absl::Time expires;           // while kReceiving: the transfer's deadline (at most now + ttl)
+                                  // plus a grace; restarted at now + ttl when the transfer ends
     bool claimed = false;
     bool running = false;
     std::shared_ptr<std::atomic<bool>> cancelled;

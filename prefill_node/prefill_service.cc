@@ -339,12 +339,15 @@ absl::Status PrefillService::Ship(const node_api::PrefillRequest& request, const
     metrics_.TransferFailed(name, status);  // by the original code: the reason label stays exact
     // Passed through, a NACK's NotFound/FailedPrecondition/DataLoss would reach the client as a
     // non-retryable 404/400/500; the original code stays in the message for the operator.
-    return WithErrorCode(absl::UnavailableError(absl::StrCat(
+    absl::Status failed = absl::UnavailableError(absl::StrCat(
         "kv transfer ", *transfer_id, " of ", request.request_id, " to ",
         request.target.node_id, " at ", request.target.host, ":", request.target.port,
         " reservation ", request.target.reservation_id, " failed (",
-        absl::StatusCodeToString(status.code()), "): ", status.message())),
-        kErrorKvTransferFailed);
+        absl::StatusCodeToString(status.code()), "): ", status.message()));
+    // Only a transfer that was under way blames the target (NACK, unreachable, stale epoch,
+    // deadline), so the router reserves on another decode node; a Post this node refused (it is
+    // shutting down) is this node's failure, and the router moves to another prefill node.
+    return handle.ok() ? WithErrorCode(std::move(failed), kErrorKvTransferFailed) : failed;
   }
   metrics_.TransferDone(name, *bytes, absl::ToDoubleSeconds(absl::Now() - start));
   return absl::OkStatus();

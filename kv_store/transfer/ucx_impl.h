@@ -88,16 +88,17 @@ struct UcxTransport::Impl {
   ucp_context_h ctx = nullptr;
   ucp_worker_h worker = nullptr;
   ucp_listener_h listener = nullptr;
-  // The worker's wakeup fd (UCP_FEATURE_WAKEUP), or -1 when UCX offers none: an idle progress
-  // thread sleeps in poll() on it instead of waking every 200 us. Other threads that hand it
-  // work (Post, Cancel, Shutdown) call Wake().
-  int event_fd = -1;
-  void Wake() {
-    if (event_fd >= 0) ucp_worker_signal(worker);
-  }
 
   absl::Mutex mu;
   absl::CondVar cv;
+  // The worker's wakeup fd (UCP_FEATURE_WAKEUP), or -1 when UCX offers none or it failed: an
+  // idle progress thread sleeps in poll() on it instead of waking every 200 us. Other threads
+  // that hand it work (Post, Cancel, Shutdown) call Wake() under `mu`; the progress thread sets
+  // it to -1 under `mu` before it destroys the worker, so a late Wake() never signals a freed one.
+  int event_fd ABSL_GUARDED_BY(mu) = -1;
+  void Wake() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (event_fd >= 0) ucp_worker_signal(worker);
+  }
   TransferHandle next_handle ABSL_GUARDED_BY(mu) = 1;
   absl::flat_hash_map<TransferHandle, std::shared_ptr<UcxOutbound>> xfers ABSL_GUARDED_BY(mu);
   std::deque<std::shared_ptr<UcxOutbound>> queue ABSL_GUARDED_BY(mu);

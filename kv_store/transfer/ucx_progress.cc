@@ -478,14 +478,26 @@ void UcxTransport::Impl::Loop() {
       // has been quiet for kQuietBeforeArm, sleep on the fd so an idle node costs no CPU.
       const absl::Time now = absl::Now();
       if (quiet_since == absl::InfiniteFuture()) quiet_since = now;
-      if (event_fd < 0 || now - quiet_since < kQuietBeforeArm) {
+      int fd = -1;
+      {
+        absl::MutexLock lock(&mu);
+        fd = event_fd;
+      }
+      // A sender waiting for its ACK also naps: the reply may come on a lane that raises no
+      // event.
+      if (fd < 0 || active || now - quiet_since < kQuietBeforeArm) {
         absl::SleepFor(absl::Microseconds(200));
-      } else if (ucp_worker_arm(worker) == UCS_OK) {
+      } else if (const ucs_status_t armed = ucp_worker_arm(worker); armed == UCS_OK) {
         // Armed: UCX events and Wake() make the fd readable. The timeout bounds how late the
         // thread notices what signals nothing (a transfer's deadline passing).
-        pollfd p{event_fd, POLLIN, 0};
+        pollfd p{fd, POLLIN, 0};
         poll(&p, 1, kIdlePollMs);
-      }  // else UCS_ERR_BUSY: events arrived meanwhile; progress again at once.
+      } else if (armed != UCS_ERR_BUSY) {  // BUSY: events arrived meanwhile; progress at once
+        LOG(WARNING) << "kv transfer: ucp_worker_arm failed (" << ucs_status_string(armed)
+                     << "); the UCX progress thread falls back to polling";
+        absl::MutexLock lock(&mu);
+        event_fd = -1;
+      }
     }
     if (idle == 0) quiet_since = absl::InfiniteFuture();
   }
@@ -512,6 +524,10 @@ void UcxTransport::Impl::Loop() {
   for (void* r : closing) ucp_request_free(r);
   pending_sends.clear();
   closing.clear();
+  {
+    absl::MutexLock lock(&mu);
+    event_fd = -1;  // no Wake() may signal the worker from here on
+  }
   // Destroying the worker closes its sockets, so peers see the close even over shm lanes.
   ucp_worker_destroy(worker);
   worker = nullptr;

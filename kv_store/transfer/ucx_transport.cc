@@ -45,7 +45,12 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportO
     ucp_cleanup(impl->ctx);
     return Ucs(s, "ucp_worker_create");
   }
-  if (ucp_worker_get_efd(impl->worker, &impl->event_fd) != UCS_OK) impl->event_fd = -1;
+  {
+    int fd = -1;
+    if (ucp_worker_get_efd(impl->worker, &fd) != UCS_OK) fd = -1;
+    absl::MutexLock lock(&impl->mu);
+    impl->event_fd = fd;
+  }
   for (unsigned id : {kAmFrame, kAmReply}) {
     ucp_am_handler_param_t hp{};
     hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
@@ -154,7 +159,7 @@ void UcxTransport::Cancel(TransferHandle h) {
     impl_->finished.push_back(h);
     impl_->cv.SignalAll();
   }
-  impl_->Wake();
+  impl_->Wake();  // the progress thread drops an in-flight transfer at its next turn
 }
 
 absl::Status UcxTransport::Shutdown(absl::Duration grace) {
@@ -180,8 +185,11 @@ absl::Status UcxTransport::Shutdown(absl::Duration grace) {
     impl_->mu.AwaitWithTimeout(absl::Condition(&idle), grace);
   }
   impl_->hard_stop = true;
-  impl_->exit = true;
-  impl_->Wake();
+  {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->exit = true;
+    impl_->Wake();
+  }
   if (impl_->progress.joinable()) impl_->progress.join();
   return absl::OkStatus();
 }

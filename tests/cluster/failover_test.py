@@ -99,7 +99,11 @@ class FailoverTest(unittest.TestCase):
     def test_kv_aware_routing_follows_the_stored_prefix(self):
         # The default policy (kv_aware) learns from each prefill node's status events which KV
         # blocks it stores, and sends a request whose prompt starts with them to that node.
-        for round_ in range(2):
+        # Both prefill nodes must be candidates, or the test would pass by default; with random
+        # tie-breaks between them, a policy that ignored KV would pass 4 rounds with p = 1/16.
+        for node in self.prefills:
+            self.assertEqual(tc.http_json(node.url("/ready"))[0], 200)
+        for round_ in range(4):
             shared = " ".join(f"Document {round_} line {i}: the value of item {i} is {i * 7}."
                               for i in range(30))
             first = self.client.completions.create(model=MODEL_NAME, prompt=shared + " Q: one?",

@@ -139,6 +139,28 @@ TEST_F(ReservationTableTest, TransferArrivingAfterTheTtlIsKeptAndItsClockRestart
   EXPECT_EQ(table.Load().kv_free_ratio, 1.0);
 }
 
+// A transfer that begins and never ends (a sender that hangs, a BEGIN without a deadline) holds
+// the KV room only until its deadline, at most a ttl after BEGIN, plus a grace: never forever.
+TEST_F(ReservationTableTest, StalledTransferWithoutDeadlineStillFreesItsRoom) {
+  const absl::Duration ttl = absl::Milliseconds(500);
+  ReservationTable table(Limits(ttl), &metrics_);
+  ASSERT_OK_AND_ASSIGN(Reserved r, table.Reserve(Request(40, 8)));
+  const kv::TransferMeta meta = Meta(3);
+  ASSERT_EQ(meta.deadline, absl::InfiniteFuture());
+  const absl::Time begun = absl::Now();
+  ASSERT_OK(table.OnBegin(meta, r.id));
+  const absl::Time give_up = begun + absl::Seconds(30);
+  while (table.Load().reservations > 0 && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const absl::Duration held = absl::Now() - begun;
+  std::printf("STALLED transfer: room freed %.0f ms after BEGIN\n",
+              absl::ToDoubleMilliseconds(held));
+  EXPECT_EQ(table.Load().reservations, 0);
+  EXPECT_GE(held, ttl);
+  EXPECT_EQ(table.Load().kv_free_ratio, 1.0);
+}
+
 TEST_F(ReservationTableTest, AwaitingReservationStillExpiresAtItsDeadline) {
   ReservationTable table(Limits(absl::Seconds(300)), &metrics_);
   node_api::ReserveRequest req = Request(10, 10);
