@@ -102,6 +102,9 @@ class FakeNode {
     TANDEM_CHECK(server_.Start().ok());
   }
 
+  // The node goes away: its port refuses connections from now on.
+  void Stop() { server_.Stop(); }
+
   void Handle(const std::string& path, std::function<Answer(int, const std::string&)> h) {
     absl::MutexLock lock(&mu_);
     handlers_[path] = std::move(h);
@@ -234,7 +237,7 @@ class RouterServiceTest : public ::testing::Test {
     }
   }
 
-  void StartRouter(int max_retries = 2) {
+  void StartRouter(int max_retries = 2, absl::Duration poll_interval = absl::Milliseconds(20)) {
     RouterOptions o;
     o.host = "127.0.0.1";
     o.port = 0;
@@ -242,7 +245,7 @@ class RouterServiceTest : public ::testing::Test {
     o.model_path = testing::ModelPath();
     for (auto& n : prefills_) o.prefill_nodes.push_back(n->endpoint());
     for (auto& n : decodes_) o.decode_nodes.push_back(n->endpoint());
-    o.poll_interval = absl::Milliseconds(20);
+    o.poll_interval = poll_interval;
     o.max_retries = max_retries;
     o.max_queue = absl::Milliseconds(300);
     o.queue_retry_interval = absl::Milliseconds(10);
@@ -556,6 +559,33 @@ TEST_F(RouterServiceTest, DecodeFailingAfterTokensIs502OrAnSseErrorWithFinishRea
     EXPECT_EQ(decodes_[0]->Calls("/internal/v1/decode"), 1);  // tokens were out: no retry
     EXPECT_EQ(decodes_[0]->Calls("/internal/v1/cancel"), 1);
   }
+}
+
+// A decode node that answers, even with an error, is alive: only a broken connection marks it
+// down. (Polls are 60 s apart here, so a wrong mark would still be visible afterwards.)
+TEST_F(RouterServiceTest, ADecodeNodeThatAnswersAnErrorStaysUsable) {
+  MakeNodes(1, 2);
+  auto first = std::make_shared<std::atomic<bool>>(true);
+  const std::vector<int32_t> rest = Rest();
+  for (auto& d : decodes_) {
+    d->SetDecode([first, rest](int) {
+      return first->exchange(false) ? DecodeScript{rest, -1, true, 404} : DecodeScript{rest};
+    });
+  }
+  StartRouter(/*max_retries=*/2, /*poll_interval=*/absl::Seconds(60));
+  httplib::Result r = Post(Request(false));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(Json::parse(r->body)["tandem"]["retries"], 1);
+  EXPECT_EQ(router_->registry().UsableNodes(NodeRole::kDecode).size(), 2u);
+
+  // A decode node that is gone (connection refused) is marked down at once.
+  decodes_[0]->Stop();
+  decodes_[1]->Stop();
+  r = Post(Request(false));
+  ASSERT_TRUE(r);
+  EXPECT_GE(r->status, 500) << r->body;
+  EXPECT_LT(router_->registry().UsableNodes(NodeRole::kDecode).size(), 2u);
 }
 
 TEST_F(RouterServiceTest, ClientLeavingMidStreamCancelsOnTheDecodeNode) {
