@@ -18,14 +18,6 @@ namespace {
 
 constexpr std::string_view kOp = "attention_prefill";
 
-absl::Status Positive(std::string_view field, int64_t v, int64_t min) {
-  if (v < min) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(AV(kOp), ": sparse.", AV(field), "=", v, " < ", min));
-  }
-  return absl::OkStatus();
-}
-
 double Dot(const float* a, const float* b, int64_t n) {
   double s = 0.0;
   for (int64_t j = 0; j < n; ++j) s += static_cast<double>(a[j]) * b[j];
@@ -106,30 +98,7 @@ absl::Status CheckAttentionPrefill(const AttentionPrefillParams& p) {
   if (!std::isfinite(p.scale)) {
     return absl::InvalidArgumentError(absl::StrCat(AV(kOp), ": scale=", p.scale, " is not finite"));
   }
-  const SparseConfig& c = p.sparse;
-  switch (c.method) {
-    case SparseMethod::kDense:
-      break;
-    case SparseMethod::kSale:
-      if (!(c.sale_threshold >= 0.0f) || !std::isfinite(c.sale_threshold)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            AV(kOp), ": sparse.sale_threshold=", c.sale_threshold, " is not finite and >= 0"));
-      }
-      TANDEM_RETURN_IF_ERROR(Positive("sale_q_block", c.sale_q_block, 1));
-      TANDEM_RETURN_IF_ERROR(Positive("sale_k_block", c.sale_k_block, 1));
-      TANDEM_RETURN_IF_ERROR(Positive("sale_local_window", c.sale_local_window, 0));
-      TANDEM_RETURN_IF_ERROR(Positive("sale_sink", c.sale_sink, 0));
-      TANDEM_RETURN_IF_ERROR(Positive("sale_min_tokens", c.sale_min_tokens, 0));
-      break;
-    case SparseMethod::kPowerAttention:
-      TANDEM_RETURN_IF_ERROR(Positive("power_block", c.power_block, 1));
-      TANDEM_RETURN_IF_ERROR(Positive("power_window_blocks", c.power_window_blocks, 0));
-      TANDEM_RETURN_IF_ERROR(Positive("power_sink_blocks", c.power_sink_blocks, 0));
-      break;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          AV(kOp), ": sparse.method=", static_cast<int>(c.method), " is not a SparseMethod"));
-  }
+  TANDEM_RETURN_IF_ERROR(ValidateSparseConfig(kOp, p.sparse));
   TANDEM_RETURN_IF_ERROR(CheckNoOverlap(kOp, "out", p.out, "q", p.q));
   TANDEM_RETURN_IF_ERROR(CheckNoOverlap(kOp, "out", p.out, "k", p.k));
   TANDEM_RETURN_IF_ERROR(CheckNoOverlap(kOp, "out", p.out, "v", p.v));

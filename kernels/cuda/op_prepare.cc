@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "kernels/cpu_ref/sparse_pattern.h"
 #include "kernels/cuda/matmul_heuristics.h"
 #include "kernels/cuda/supported.h"
 
@@ -392,34 +393,7 @@ absl::StatusOr<AttentionPrefillArgs> PrepareAttentionPrefill(const AttentionPref
                                      kMaxAttentionHeadDim));
   }
   if (!std::isfinite(p.scale)) return Invalid(kOp, absl::StrCat("scale ", p.scale, " is not finite"));
-  const SparseConfig& c = p.sparse;
-  auto at_least = [&](std::string_view field, int64_t v, int64_t min) {
-    return v >= min ? absl::OkStatus()
-                    : Invalid(kOp, absl::StrCat("sparse.", AV(field), "=", v, " < ", min));
-  };
-  switch (c.method) {
-    case SparseMethod::kDense:
-      break;
-    case SparseMethod::kSale:
-      if (!(c.sale_threshold >= 0.0f) || !std::isfinite(c.sale_threshold)) {
-        return Invalid(kOp, absl::StrCat("sparse.sale_threshold=", c.sale_threshold,
-                                         " is not finite and >= 0"));
-      }
-      TANDEM_RETURN_IF_ERROR(at_least("sale_q_block", c.sale_q_block, 1));
-      TANDEM_RETURN_IF_ERROR(at_least("sale_k_block", c.sale_k_block, 1));
-      TANDEM_RETURN_IF_ERROR(at_least("sale_local_window", c.sale_local_window, 0));
-      TANDEM_RETURN_IF_ERROR(at_least("sale_sink", c.sale_sink, 0));
-      TANDEM_RETURN_IF_ERROR(at_least("sale_min_tokens", c.sale_min_tokens, 0));
-      break;
-    case SparseMethod::kPowerAttention:
-      TANDEM_RETURN_IF_ERROR(at_least("power_block", c.power_block, 1));
-      TANDEM_RETURN_IF_ERROR(at_least("power_window_blocks", c.power_window_blocks, 0));
-      TANDEM_RETURN_IF_ERROR(at_least("power_sink_blocks", c.power_sink_blocks, 0));
-      break;
-    default:
-      return Invalid(kOp, absl::StrCat("sparse.method=", static_cast<int>(c.method),
-                                       " is not a SparseMethod"));
-  }
+  TANDEM_RETURN_IF_ERROR(cpu_ref::ValidateSparseConfig(kOp, p.sparse));
   if (Overlaps(p.out, p.q) || Overlaps(p.out, p.k) || Overlaps(p.out, p.v)) {
     return Invalid(kOp, "out must not alias q, k or v");
   }
