@@ -63,6 +63,100 @@ __device__ __forceinline__ void LoadTile(uint32_t dst, const __nv_bfloat16* head
   }
 }
 
+// The same for a key tile gathered from four 16-key chunks: tile row r holds key
+// key_base[r / 16] + r % 16 (key_base < 0: an empty slot, zero-filled like keys past n). Pass i
+// of the 256 threads copies exactly slot i, so key_base is indexed by a constant and stays in
+// registers.
+__device__ __forceinline__ void LoadChunks(uint32_t dst, const __nv_bfloat16* head_base,
+                                           const int64_t (&key_base)[kStepsPerTile], int64_t n,
+                                           int64_t row_stride) {
+  static_assert(kThreads * kStepsPerTile == kBc * 16, "one pass of the CTA per 16-key slot");
+  const int in_slot = static_cast<int>(threadIdx.x >> 4), part = static_cast<int>(threadIdx.x & 15);
+#pragma unroll
+  for (int slot = 0; slot < kStepsPerTile; ++slot) {
+    const int64_t tok = key_base[slot] + in_slot;
+    const bool valid = key_base[slot] >= 0 && tok < n;
+    CpAsync16(dst + SwizzledOffset(slot * kFlashKStep + in_slot, part),
+              head_base + (valid ? tok : 0) * row_stride + part * 8, valid);
+  }
+}
+
+// The first key of each slot of visit `it` (-1 for an empty slot) and this warp's 4 step bits.
+template <bool kSparse>
+__device__ __forceinline__ void VisitAt(const FlashTileEntry* list, int it, int warp,
+                                        int64_t (&key_base)[kStepsPerTile], uint32_t& wbits) {
+  wbits = 0;
+#pragma unroll
+  for (int s = 0; s < kStepsPerTile; ++s) {
+    if constexpr (kSparse) {
+      const int32_t chunk = list[it].chunk[s];
+      key_base[s] = chunk < 0 ? -1 : static_cast<int64_t>(chunk) * kFlashKStep;
+      wbits |= ((static_cast<uint32_t>(list[it].warps[s]) >> warp) & 1u) << s;
+    } else {
+      key_base[s] = static_cast<int64_t>(it) * kBc + s * kFlashKStep;
+      wbits |= 1u << s;
+    }
+  }
+}
+
+// S = Q K^T for the 16-key steps of one 64-key tile that `wbits` keeps. With every step kept the
+// k-step loop is outermost, so 8 independent accumulators separate two products into the same
+// one; with some steps skipped, a branch per step. (Step-outer with a branch per step for every
+// tile left the dense kernel stalled on mma dependencies: ncu's top stall "wait", H100.)
+template <bool kAllSteps>
+__device__ __forceinline__ void ScoreTile(uint32_t k_stage, const uint32_t (&qf)[kD / 16][4],
+                                          uint32_t wbits, int lane, float (&sc)[kBc / 8][4]) {
+  const int krow_lane = ((lane >> 4) << 3) + (lane & 7);
+  const int kchunk_lane = (lane >> 3) & 1;
+  if constexpr (kAllSteps) {
+#pragma unroll
+    for (int ks = 0; ks < kD / 16; ++ks) {
+#pragma unroll
+      for (int kk = 0; kk < kStepsPerTile; ++kk) {
+        uint32_t b[4];
+        LdMatrixX4(k_stage + SwizzledOffset(kk * 16 + krow_lane, ks * 2 + kchunk_lane), b);
+        MmaBf16(sc[2 * kk], qf[ks], b[0], b[1]);
+        MmaBf16(sc[2 * kk + 1], qf[ks], b[2], b[3]);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int kk = 0; kk < kStepsPerTile; ++kk) {
+      if (((wbits >> kk) & 1u) == 0) continue;
+#pragma unroll
+      for (int ks = 0; ks < kD / 16; ++ks) {
+        uint32_t b[4];
+        LdMatrixX4(k_stage + SwizzledOffset(kk * 16 + krow_lane, ks * 2 + kchunk_lane), b);
+        MmaBf16(sc[2 * kk], qf[ks], b[0], b[1]);
+        MmaBf16(sc[2 * kk + 1], qf[ks], b[2], b[3]);
+      }
+    }
+  }
+}
+
+// O += P V over the kept 16-key steps; P (the exponentiated scores) goes from the accumulator
+// layout straight into A fragments.
+template <bool kAllSteps>
+__device__ __forceinline__ void AccumulatePv(uint32_t v_stage, const float (&sc)[kBc / 8][4],
+                                             uint32_t wbits, int lane, float (&o)[kD / 8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kStepsPerTile; ++kk) {
+    if (!kAllSteps && ((wbits >> kk) & 1u) == 0) continue;
+    const uint32_t a[4] = {PackBf16(sc[2 * kk][0], sc[2 * kk][1]),
+                           PackBf16(sc[2 * kk][2], sc[2 * kk][3]),
+                           PackBf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                           PackBf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+    const int vrow = kk * 16 + (((lane >> 3) & 1) << 3) + (lane & 7);
+#pragma unroll
+    for (int dn = 0; dn < kD / 16; ++dn) {
+      uint32_t b[4];
+      LdMatrixX4Trans(v_stage + SwizzledOffset(vrow, dn * 2 + (lane >> 4)), b);
+      MmaBf16(o[2 * dn], a, b[0], b[1]);
+      MmaBf16(o[2 * dn + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // kSparse: walk the (head, q tile) list; else every causal tile with all bits set. kLseOnly: no V,
 // no P.V, write lse2 instead of O.
 template <bool kSparse, bool kLseOnly>
@@ -107,31 +201,25 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
   float m_a = kNegInf, m_b = kNegInf, l_a = 0.0f, l_b = 0.0f;
   uint32_t qf[kD / 16][4];
 
+  int64_t key_base[kStepsPerTile] = {-1, -1, -1, -1};
+  uint32_t wbits = 0;
   if (count > 0) {
     LoadTile<kBr>(s_q, q_head, q0, p.n, q_stride);
-    const int64_t t0 = kSparse ? list[0].tile : 0;
-    LoadTile<kBc>(s_k, k_head, t0 * kBc, p.n, kv_stride);
-    if constexpr (!kLseOnly) LoadTile<kBc>(s_v, v_head, t0 * kBc, p.n, kv_stride);
+    VisitAt<kSparse>(list, 0, warp, key_base, wbits);
+    LoadChunks(s_k, k_head, key_base, p.n, kv_stride);
+    if constexpr (!kLseOnly) LoadChunks(s_v, v_head, key_base, p.n, kv_stride);
   }
   CpAsyncCommit();
 
   for (int it = 0; it < count; ++it) {
     const int stage = it & 1;
-    int64_t tile;
-    uint32_t bits;
-    if constexpr (kSparse) {
-      const FlashTileEntry e = list[it];
-      tile = e.tile;
-      bits = e.bits;
-    } else {
-      tile = it;
-      bits = 0xFFFFFFFFu;
-    }
+    int64_t next_base[kStepsPerTile] = {-1, -1, -1, -1};
+    uint32_t next_bits = 0;
     if (it + 1 < count) {
-      const int64_t next = kSparse ? list[it + 1].tile : it + 1;
-      LoadTile<kBc>(s_k + (stage ^ 1) * kKvStageBytes, k_head, next * kBc, p.n, kv_stride);
+      VisitAt<kSparse>(list, it + 1, warp, next_base, next_bits);
+      LoadChunks(s_k + (stage ^ 1) * kKvStageBytes, k_head, next_base, p.n, kv_stride);
       if constexpr (!kLseOnly) {
-        LoadTile<kBc>(s_v + (stage ^ 1) * kKvStageBytes, v_head, next * kBc, p.n, kv_stride);
+        LoadChunks(s_v + (stage ^ 1) * kKvStageBytes, v_head, next_base, p.n, kv_stride);
       }
     }
     CpAsyncCommit();
@@ -145,11 +233,11 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
       }
     }
 
-    const int64_t key0 = tile * kBc;
-    uint32_t wbits = (bits >> (warp * kStepsPerTile)) & 0xFu;
+    int64_t top_key = -1;  // the last key of the last kept step
 #pragma unroll
     for (int s = 0; s < kStepsPerTile; ++s) {
-      if (key0 + s * kFlashKStep > warp_last) wbits &= ~(1u << s);  // wholly above the diagonal
+      if (key_base[s] > warp_last) wbits &= ~(1u << s);  // wholly above the diagonal (or empty)
+      if ((wbits >> s) & 1u) top_key = key_base[s] + kFlashKStep - 1;
     }
     if (warp_first >= p.n) wbits = 0;
     if (wbits != 0) {  // warp-uniform
@@ -157,33 +245,30 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
       float sc[kBc / 8][4];
 #pragma unroll
       for (int i = 0; i < kBc / 8; ++i) sc[i][0] = sc[i][1] = sc[i][2] = sc[i][3] = 0.0f;
+      if (wbits == 0xFu) {
+        ScoreTile<true>(k_stage, qf, wbits, lane, sc);
+      } else {
+        ScoreTile<false>(k_stage, qf, wbits, lane, sc);
+      }
+      // Mask skipped steps, keys above the diagonal and keys past n (interior tiles need none);
+      // the scale to the log2 domain is folded into the exponent's FMA below.
+      if (wbits != 0xFu || top_key > warp_first || top_key >= p.n) {
 #pragma unroll
-      for (int kk = 0; kk < kStepsPerTile; ++kk) {
-        if (((wbits >> kk) & 1u) == 0) continue;
-        const int krow = kk * 16 + ((lane >> 4) << 3) + (lane & 7);
+        for (int nt = 0; nt < kBc / 8; ++nt) {
+          const bool step_on = ((wbits >> (nt >> 1)) & 1u) != 0;
+          const int64_t col = key_base[nt >> 1] + (nt & 1) * 8 + (lane & 3) * 2;
 #pragma unroll
-        for (int ks = 0; ks < kD / 16; ++ks) {
-          uint32_t b[4];
-          LdMatrixX4(k_stage + SwizzledOffset(krow, ks * 2 + ((lane >> 3) & 1)), b);
-          MmaBf16(sc[2 * kk], qf[ks], b[0], b[1]);
-          MmaBf16(sc[2 * kk + 1], qf[ks], b[2], b[3]);
+          for (int e = 0; e < 4; ++e) {
+            const int64_t row = e < 2 ? row_a : row_b;
+            const int64_t key = col + (e & 1);
+            const bool ok = step_on && key < p.n && key <= row;
+            sc[nt][e] = ok ? sc[nt][e] : kNegInf;
+          }
         }
       }
-      // Scale to the log2 domain and mask: skipped steps, keys above the diagonal, keys past n.
-      const bool needs_causal = key0 + kBc - 1 > warp_first;
       float mx_a = kNegInf, mx_b = kNegInf;
 #pragma unroll
       for (int nt = 0; nt < kBc / 8; ++nt) {
-        const bool step_on = ((wbits >> (nt >> 1)) & 1u) != 0;
-        const int64_t col = key0 + nt * 8 + (lane & 3) * 2;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int64_t row = e < 2 ? row_a : row_b;
-          const int64_t key = col + (e & 1);
-          bool ok = step_on && key < p.n;
-          if (needs_causal) ok = ok && key <= row;
-          sc[nt][e] = ok ? sc[nt][e] * p.scale_log2 : kNegInf;
-        }
         mx_a = fmaxf(mx_a, fmaxf(sc[nt][0], sc[nt][1]));
         mx_b = fmaxf(mx_b, fmaxf(sc[nt][2], sc[nt][3]));
       }
@@ -191,7 +276,8 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
       mx_a = fmaxf(mx_a, __shfl_xor_sync(0xFFFFFFFFu, mx_a, 2));
       mx_b = fmaxf(mx_b, __shfl_xor_sync(0xFFFFFFFFu, mx_b, 1));
       mx_b = fmaxf(mx_b, __shfl_xor_sync(0xFFFFFFFFu, mx_b, 2));
-      const float new_a = fmaxf(m_a, mx_a), new_b = fmaxf(m_b, mx_b);
+      // Running maxima are in the log2 domain (scale_log2 > 0, so the max commutes with it).
+      const float new_a = fmaxf(m_a, mx_a * p.scale_log2), new_b = fmaxf(m_b, mx_b * p.scale_log2);
       // A row with no key yet keeps max -inf; subtracting 0 then gives exp2(-inf) = 0, not NaN.
       const float base_a = new_a == kNegInf ? 0.0f : new_a;
       const float base_b = new_b == kNegInf ? 0.0f : new_b;
@@ -201,10 +287,10 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
       float sum_a = 0.0f, sum_b = 0.0f;
 #pragma unroll
       for (int nt = 0; nt < kBc / 8; ++nt) {
-        sc[nt][0] = exp2f(sc[nt][0] - base_a);
-        sc[nt][1] = exp2f(sc[nt][1] - base_a);
-        sc[nt][2] = exp2f(sc[nt][2] - base_b);
-        sc[nt][3] = exp2f(sc[nt][3] - base_b);
+        sc[nt][0] = exp2f(fmaf(sc[nt][0], p.scale_log2, -base_a));
+        sc[nt][1] = exp2f(fmaf(sc[nt][1], p.scale_log2, -base_a));
+        sc[nt][2] = exp2f(fmaf(sc[nt][2], p.scale_log2, -base_b));
+        sc[nt][3] = exp2f(fmaf(sc[nt][3], p.scale_log2, -base_b));
         sum_a += sc[nt][0] + sc[nt][1];
         sum_b += sc[nt][2] + sc[nt][3];
       }
@@ -219,25 +305,17 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
           o[dn][3] *= corr_b;
         }
         const uint32_t v_stage = s_v + stage * kKvStageBytes;
-#pragma unroll
-        for (int kk = 0; kk < kStepsPerTile; ++kk) {
-          if (((wbits >> kk) & 1u) == 0) continue;
-          const uint32_t a[4] = {PackBf16(sc[2 * kk][0], sc[2 * kk][1]),
-                                 PackBf16(sc[2 * kk][2], sc[2 * kk][3]),
-                                 PackBf16(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                 PackBf16(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-          const int vrow = kk * 16 + (((lane >> 3) & 1) << 3) + (lane & 7);
-#pragma unroll
-          for (int dn = 0; dn < kD / 16; ++dn) {
-            uint32_t b[4];
-            LdMatrixX4Trans(v_stage + SwizzledOffset(vrow, dn * 2 + (lane >> 4)), b);
-            MmaBf16(o[2 * dn], a, b[0], b[1]);
-            MmaBf16(o[2 * dn + 1], a, b[2], b[3]);
-          }
+        if (wbits == 0xFu) {
+          AccumulatePv<true>(v_stage, sc, wbits, lane, o);
+        } else {
+          AccumulatePv<false>(v_stage, sc, wbits, lane, o);
         }
       }
     }
     __syncthreads();  // the next iteration's prefetch overwrites this stage
+#pragma unroll
+    for (int s = 0; s < kStepsPerTile; ++s) key_base[s] = next_base[s];
+    wbits = next_bits;
   }
 
   // Each thread summed its own columns; the quad holds the whole row.
@@ -320,7 +398,8 @@ struct ListParams {
   int64_t n, n_qt, n_lists;
 };
 
-// One warp per (mask head, q tile): 32 tiles at a time, compacted with a ballot.
+// One warp per (mask head, q tile): 32 chunks at a time, each with the warps that read it, compacted
+// with a ballot into consecutive slots; the last entry's unused slots are marked empty.
 __global__ void BuildTileListsKernel(const ListParams p) {
   const int64_t li = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int lane = static_cast<int>(threadIdx.x & 31);
@@ -328,32 +407,38 @@ __global__ void BuildTileListsKernel(const ListParams p) {
   const int64_t hm = li / p.n_qt, qt = li % p.n_qt;
   const int64_t q0 = qt * kBr;
   const int64_t last_row = min(q0 + kBr, p.n) - 1;
-  const int64_t n_tiles = last_row / kBc + 1;
-  int32_t written = 0;
-  for (int64_t base = 0; base < n_tiles; base += 32) {
-    const int64_t tile = base + lane;
-    uint32_t bits = 0;
-    if (tile < n_tiles) {
+  const int64_t n_chunks = last_row / kFlashKStep + 1;
+  FlashTileEntry* out = p.entries + li * p.max_entries;
+  int64_t written = 0;
+  for (int64_t base = 0; base < n_chunks; base += 32) {
+    const int64_t chunk = base + lane;
+    uint32_t warps = 0;
+    if (chunk < n_chunks) {
+      const int64_t key = chunk * kFlashKStep;
       for (int w = 0; w < kWarps; ++w) {
         const int64_t row0 = q0 + w * kFlashWarpRows;
         if (row0 >= p.n) break;
-        const int64_t row_last = row0 + kFlashWarpRows - 1;
-        const uint8_t* mrow = p.keep + (hm * p.n_qb + row0 / p.q_block) * p.n_kb;
-        for (int s = 0; s < kStepsPerTile; ++s) {
-          const int64_t key = tile * kBc + s * kFlashKStep;
-          if (key > row_last || key >= p.n) continue;
-          if (mrow[key / p.k_block] != 0) bits |= 1u << (w * kStepsPerTile + s);
+        if (key > row0 + kFlashWarpRows - 1) continue;  // wholly above this warp's diagonal
+        if (p.keep[(hm * p.n_qb + row0 / p.q_block) * p.n_kb + key / p.k_block] != 0) {
+          warps |= 1u << w;
         }
       }
     }
-    const uint32_t ballot = __ballot_sync(0xFFFFFFFFu, bits != 0);
-    if (bits != 0) {
-      const int pos = written + __popc(ballot & ((1u << lane) - 1u));
-      p.entries[li * p.max_entries + pos] = FlashTileEntry{static_cast<int32_t>(tile), bits};
+    const uint32_t ballot = __ballot_sync(0xFFFFFFFFu, warps != 0);
+    if (warps != 0) {
+      const int64_t pos = written + __popc(ballot & ((1u << lane) - 1u));
+      out[pos >> 2].chunk[pos & 3] = static_cast<int32_t>(chunk);
+      out[pos >> 2].warps[pos & 3] = static_cast<uint8_t>(warps);
     }
     written += __popc(ballot);
   }
-  if (lane == 0) p.counts[li] = written;
+  if (lane == 0) {
+    for (int64_t pos = written; (pos & 3) != 0; ++pos) {
+      out[pos >> 2].chunk[pos & 3] = -1;
+      out[pos >> 2].warps[pos & 3] = 0;
+    }
+    p.counts[li] = static_cast<int32_t>((written + 3) >> 2);
+  }
 }
 
 struct PowerParams {

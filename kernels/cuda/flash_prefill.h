@@ -8,9 +8,10 @@
 // head (8 warps x 16 rows), walks 64-key tiles with cp.async double buffering, mma.sync m16n8k16
 // bf16 with f32 accumulation and an online softmax in the log2 domain.
 //
-// Sparsity enters as tile lists: for each (head, 128-row query tile) the 64-key tiles to visit, each
-// with 32 bits saying which (warp, 16-key step) pairs are kept, so masks at 64-row x 32-key (SALE)
-// or 64 x 64 (PowerAttention) granularity are exact. Lists come from a byte block mask
+// Sparsity enters as tile lists: for each (head, 128-row query tile) the kept 16-key chunks,
+// gathered four at a time into 64-key tiles, each chunk with the set of warps (16-row slices) that
+// read it, so masks at 64-row x 32-key (SALE) or 64 x 64 (PowerAttention) granularity are exact and
+// kept chunks far apart still fill whole tiles. Lists come from a byte block mask
 // (LaunchBuildTileLists); the dense launcher walks every causal tile without any mask read. With a
 // mask of all ones, the sparse kernel does the same arithmetic in the same order as the dense one.
 //
@@ -49,16 +50,16 @@ struct FlashPrefillTensors {
   void* out = nullptr;      // bf16 [n, n_heads, 128]
 };
 
-// One visited key tile of a query tile: bit (warp * 4 + step) set when warp `warp` (rows
-// warp*16..+15 of the query tile) reads keys tile*64 + step*16 .. +15.
+// One visited key tile of a query tile: slot s holds keys chunk[s]*16 .. +15 (chunk -1: an empty
+// slot), and bit w of warps[s] is set when warp w (rows w*16..+15 of the query tile) reads them.
 struct FlashTileEntry {
-  int32_t tile;
-  uint32_t bits;
+  int32_t chunk[4];
+  uint8_t warps[4];
 };
 
 // lists[(head * head_stride) * n_q_tiles + q_tile] has counts[...] entries starting at
-// entries + list_index * max_entries, in increasing tile order. head_stride 0: all heads share the
-// lists of head 0 (static patterns).
+// entries + list_index * max_entries, chunks in increasing order (only the last entry has empty
+// slots). head_stride 0: all heads share the lists of head 0 (static patterns).
 struct FlashTileLists {
   FlashTileEntry* entries = nullptr;
   int32_t* counts = nullptr;
