@@ -11,6 +11,7 @@ struct NameOf {
   std::string_view operator()(const SwiGluParams&) const { return "swiglu"; }
   std::string_view operator()(const SoftmaxParams&) const { return "softmax"; }
   std::string_view operator()(const KvWriteParams&) const { return "kv_write"; }
+  std::string_view operator()(const KvGatherParams&) const { return "kv_gather"; }
   std::string_view operator()(const PagedAttentionParams&) const { return "paged_attention"; }
   std::string_view operator()(const SampleParams&) const { return "sample"; }
   std::string_view operator()(const AttentionPrefillParams&) const { return "attention_prefill"; }

@@ -80,6 +80,16 @@ struct KvWriteParams {
   TensorView slots;   // [n] i32
 };
 
+// The inverse of KvWrite: token t's K and V rows read from pool slot slots[t] into contiguous f32
+// tensors (f16 pools widened exactly). AttentionPrefill reads a paged sequence through it.
+struct KvGatherParams {
+  TensorView k_pool;  // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
+  TensorView v_pool;  // same shape and dtype as k_pool
+  TensorView slots;   // [n] i32
+  TensorView k;       // [n, n_kv_heads, head_dim] f32
+  TensorView v;       // [n, n_kv_heads, head_dim] f32
+};
+
 // Causal attention of query tokens over a paged KV cache, for a batch of sequences at different
 // positions (prefill chunks and decode steps mixed). Query t belongs to sequence q_seq[t] and sits at
 // position q_pos[t]; it attends that sequence's KV positions 0..q_pos[t] inclusive, which must have
@@ -185,8 +195,8 @@ struct SampleParams {
 };
 
 using OpCall = std::variant<MatMulParams, EmbeddingParams, RmsNormParams, RopeParams, SwiGluParams,
-                            SoftmaxParams, KvWriteParams, PagedAttentionParams, SampleParams,
-                            AttentionPrefillParams>;
+                            SoftmaxParams, KvWriteParams, KvGatherParams, PagedAttentionParams,
+                            SampleParams, AttentionPrefillParams>;
 
 // "matmul", "embedding", ... : for messages, metrics and the harness's --ops filter.
 std::string_view OpName(const OpCall& call);

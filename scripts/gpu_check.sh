@@ -21,11 +21,11 @@ prepare() {
     -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DTANDEM_USE_CUDA=ON -DTANDEM_CUDA_ARCHS=90 \
     -DTANDEM_BUILD_BENCH=ON >/dev/null
   nice -n 19 ninja -C build-cuda -j2 backend_ops_test cuda_smoke_test flash_prefill_test \
-    gpu_prefill_attention_bench
+    model_forward_cuda_test gpu_prefill_attention_bench
   rm -rf "$STAGE"
   mkdir -p "$STAGE/lib"
   for b in tests/consistency/backend_ops_test tests/gpu/cuda_smoke_test tests/gpu/flash_prefill_test \
-           bench/gpu_prefill_attention_bench; do
+           tests/gpu/model_forward_cuda_test bench/gpu_prefill_attention_bench; do
     cp "build-cuda/$b" "$STAGE/"
     strip --strip-debug "$STAGE/$(basename "$b")"
     ldd "build-cuda/$b" | awk '$3 ~ /^\//{print $3}' |
@@ -47,7 +47,9 @@ run() {
   local flash_rc=$?
   echo "flash_prefill_test rc=$flash_rc" >>"$OUT/gpu_tests.txt"
   { timeout 45 "$STAGE/cuda_smoke_test"; echo "cuda_smoke_test rc=$?"; } >>"$OUT/gpu_tests.txt" 2>&1
-  grep -E "rc=|nmse|density|FAILED" "$OUT/gpu_tests.txt" | tee -a "$OUT/summary.txt"
+  { timeout 120 "$STAGE/model_forward_cuda_test"; echo "model_forward_cuda_test rc=$?"; } \
+    >>"$OUT/gpu_tests.txt" 2>&1
+  grep -E "rc=|nmse|NMSE|density|FAILED|Failure|Expected" "$OUT/gpu_tests.txt" | tee -a "$OUT/summary.txt"
   if [[ $flash_rc == 124 ]]; then  # a hung kernel would hang the bench too: keep the lease
     echo "flash_prefill_test timed out: bench and memcheck skipped" | tee -a "$OUT/summary.txt"
   else

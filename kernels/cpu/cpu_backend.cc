@@ -72,6 +72,7 @@ class CpuBackend final : public KernelBackend {
   absl::Status RunFast(const SwiGluParams& p) { return cpu::RunSwiGlu(ctx_, p); }
   absl::Status RunFast(const SoftmaxParams& p) { return cpu::RunSoftmax(ctx_, p); }
   absl::Status RunFast(const KvWriteParams& p) { return cpu::RunKvWrite(ctx_, p); }
+  absl::Status RunFast(const KvGatherParams& p) { return cpu::RunKvGather(ctx_, p); }
   absl::Status RunFast(const AttentionPrefillParams& p) {
     return cpu::RunAttentionPrefill(ctx_, p);
   }

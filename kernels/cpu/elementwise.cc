@@ -108,6 +108,15 @@ void ToHalf(const float* src, uint16_t* dst, int64_t n) {
   for (; j < n; ++j) dst[j] = FloatToHalf(src[j]);
 }
 
+void FromHalf(const uint16_t* src, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    _mm256_storeu_ps(dst + j,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+  }
+  for (; j < n; ++j) dst[j] = HalfToFloat(src[j]);
+}
+
 }  // namespace
 #pragma GCC pop_options
 
@@ -227,6 +236,44 @@ absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p) {
           void* d = cpu_ref::At<void>(*dst[kv], page, off, g);
           if (half) {
             ToHalf(s, static_cast<uint16_t*>(d), hd);
+          } else {
+            std::memcpy(d, s, static_cast<size_t>(hd) * 4);
+          }
+        }
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status RunKvGather(CpuContext& ctx, const KvGatherParams& p) {
+  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckKvGather(p));
+  const int64_t n = p.k.shape[0];
+  const int64_t page_tokens = p.k_pool.shape[1];
+  const int64_t n_slots = p.k_pool.shape[0] * page_tokens;
+  const auto slot_at = [&](int64_t t) {
+    return *reinterpret_cast<const int32_t*>(static_cast<const char*>(p.slots.data) +
+                                             t * p.slots.stride_bytes[0]);
+  };
+  for (int64_t t = 0; t < n; ++t) {
+    TANDEM_RETURN_IF_ERROR(cpu_ref::CheckIndex("kv_gather", "slots", t, slot_at(t), n_slots));
+  }
+  const int64_t kv_heads = p.k.shape[1];
+  const int64_t hd = p.k.shape[2];
+  const bool half = p.k_pool.dtype == DType::kF16;
+  Rows(ctx, n, kv_heads * hd * 2, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t slot = slot_at(t);
+      const int64_t page = slot / page_tokens;
+      const int64_t off = slot % page_tokens;
+      for (int64_t g = 0; g < kv_heads; ++g) {
+        const TensorView* src[2] = {&p.k_pool, &p.v_pool};
+        const TensorView* dst[2] = {&p.k, &p.v};
+        for (int kv = 0; kv < 2; ++kv) {
+          const void* s = cpu_ref::At<const void>(*src[kv], page, off, g);
+          float* d = cpu_ref::At<float>(*dst[kv], t, g);
+          if (half) {
+            FromHalf(static_cast<const uint16_t*>(s), d, hd);
           } else {
             std::memcpy(d, s, static_cast<size_t>(hd) * 4);
           }

@@ -36,6 +36,7 @@ absl::Status RunRope(CpuContext& ctx, const RopeParams& p);
 absl::Status RunSwiGlu(CpuContext& ctx, const SwiGluParams& p);
 absl::Status RunSoftmax(CpuContext& ctx, const SoftmaxParams& p);
 absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p);
+absl::Status RunKvGather(CpuContext& ctx, const KvGatherParams& p);
 absl::Status RunAttentionPrefill(CpuContext& ctx, const AttentionPrefillParams& p);
 
 }  // namespace tandem::kernels::cpu

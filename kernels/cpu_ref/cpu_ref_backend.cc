@@ -34,6 +34,7 @@ class CpuRefBackend final : public KernelBackend {
                    [](const SwiGluParams& p) { return cpu_ref::CheckSwiGlu(p); },
                    [](const SoftmaxParams& p) { return cpu_ref::CheckSoftmax(p); },
                    [](const KvWriteParams& p) { return cpu_ref::CheckKvWrite(p); },
+                   [](const KvGatherParams& p) { return cpu_ref::CheckKvGather(p); },
                    [](const PagedAttentionParams& p) { return cpu_ref::CheckPagedAttention(p); },
                    [](const SampleParams& p) { return cpu_ref::CheckSample(p); },
                    [](const AttentionPrefillParams& p) {
@@ -54,6 +55,7 @@ class CpuRefBackend final : public KernelBackend {
             [](const SwiGluParams& p) { return cpu_ref::RunSwiGlu(p); },
             [](const SoftmaxParams& p) { return cpu_ref::RunSoftmax(p); },
             [](const KvWriteParams& p) { return cpu_ref::RunKvWrite(p); },
+            [](const KvGatherParams& p) { return cpu_ref::RunKvGather(p); },
             [](const PagedAttentionParams& p) { return cpu_ref::RunPagedAttention(p); },
             [](const SampleParams& p) { return cpu_ref::RunSample(p); },
             [](const AttentionPrefillParams& p) { return cpu_ref::RunAttentionPrefill(p); },

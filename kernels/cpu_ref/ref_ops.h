@@ -31,6 +31,8 @@ absl::Status CheckSoftmax(const SoftmaxParams& p);
 absl::Status RunSoftmax(const SoftmaxParams& p);
 absl::Status CheckKvWrite(const KvWriteParams& p);
 absl::Status RunKvWrite(const KvWriteParams& p);
+absl::Status CheckKvGather(const KvGatherParams& p);
+absl::Status RunKvGather(const KvGatherParams& p);
 absl::Status CheckPagedAttention(const PagedAttentionParams& p);
 absl::Status RunPagedAttention(const PagedAttentionParams& p);
 absl::Status CheckSample(const SampleParams& p);

@@ -70,6 +70,7 @@ bool CudaBackend::Supports(const OpCall& call) const {
           [&](const SwiGluParams& p) { return PrepareSwiGlu(p, device_).ok(); },
           [&](const SoftmaxParams& p) { return PrepareSoftmax(p, device_).ok(); },
           [&](const KvWriteParams& p) { return PrepareKvWrite(p, device_).ok(); },
+          [&](const KvGatherParams& p) { return PrepareKvGather(p, device_).ok(); },
           [&](const PagedAttentionParams& p) { return PreparePagedAttention(p, device_).ok(); },
           [&](const SampleParams& p) { return PrepareSample(p, device_).ok(); },
           [&](const AttentionPrefillParams& p) {
@@ -103,6 +104,9 @@ absl::Status CudaBackend::Run(const OpCall& call) {
           },
           [&](const KvWriteParams& p) {
             return PrepareAndLaunch(PrepareKvWrite, LaunchKvWrite, p, d, s);
+          },
+          [&](const KvGatherParams& p) {
+            return PrepareAndLaunch(PrepareKvGather, LaunchKvGather, p, d, s);
           },
           [&](const PagedAttentionParams& p) {
             return PrepareAndLaunch(PreparePagedAttention, LaunchPagedAttention, p, d, s);

@@ -88,6 +88,18 @@ struct KvWriteArgs {
   int64_t n = 0, n_kv_heads = 0, head_dim = 0, num_pages = 0, page_tokens = 0;
 };
 
+struct KvGatherArgs {
+  const void* k_pool = nullptr;  // contiguous [num_pages, page_tokens, n_kv_heads, head_dim]
+  const void* v_pool = nullptr;
+  DType pool_dtype = DType::kF32;
+  const int32_t* slots = nullptr;
+  float* k = nullptr;  // [n, n_kv_heads, head_dim]
+  int64_t k_stride0 = 0, k_stride1 = 0;
+  float* v = nullptr;
+  int64_t v_stride0 = 0, v_stride1 = 0;
+  int64_t n = 0, n_kv_heads = 0, head_dim = 0, num_pages = 0, page_tokens = 0;
+};
+
 struct PagedAttentionArgs {
   const float* q = nullptr;  // [n, n_heads, head_dim]
   int64_t q_stride0 = 0, q_stride1 = 0;
@@ -172,6 +184,7 @@ cudaError_t LaunchRope(const RopeArgs& a, cudaStream_t stream);
 cudaError_t LaunchSwiGlu(const SwiGluArgs& a, cudaStream_t stream);
 cudaError_t LaunchSoftmax(const SoftmaxArgs& a, cudaStream_t stream);
 cudaError_t LaunchKvWrite(const KvWriteArgs& a, cudaStream_t stream);
+cudaError_t LaunchKvGather(const KvGatherArgs& a, cudaStream_t stream);
 cudaError_t LaunchPagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
 cudaError_t LaunchSample(const SampleArgs& a, cudaStream_t stream);
 // Adds SALE's estimated blocks to m.keep (which already holds the mandatory ones).

@@ -309,6 +309,37 @@ absl::StatusOr<KvWriteArgs> PrepareKvWrite(const KvWriteParams& p, int device) {
   return a;
 }
 
+absl::StatusOr<KvGatherArgs> PrepareKvGather(const KvGatherParams& p, int device) {
+  constexpr std::string_view kOp = "kv_gather";
+  TANDEM_RETURN_IF_ERROR(CheckPools(kOp, p.k_pool, p.v_pool, device));
+  TANDEM_RETURN_IF_ERROR(CheckI32(kOp, "slots", p.slots, 1, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "k", p.k, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "v", p.v, 3, device));
+  KvGatherArgs a;
+  a.n = p.k.dim(0);
+  a.n_kv_heads = p.k.dim(1);
+  a.head_dim = p.k.dim(2);
+  a.num_pages = p.k_pool.dim(0);
+  a.page_tokens = p.k_pool.dim(1);
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's tokens", p.v.dim(0), a.n));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's heads", p.v.dim(1), a.n_kv_heads));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's head_dim", p.v.dim(2), a.head_dim));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's heads", p.k_pool.dim(2), a.n_kv_heads));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's head_dim", p.k_pool.dim(3), a.head_dim));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "slots' size", p.slots.dim(0), a.n));
+  a.k_pool = p.k_pool.data;
+  a.v_pool = p.v_pool.data;
+  a.pool_dtype = p.k_pool.dtype;
+  a.slots = static_cast<const int32_t*>(p.slots.data);
+  a.k = static_cast<float*>(p.k.data);
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride0, Stride4(kOp, "k", p.k, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride1, Stride4(kOp, "k", p.k, 1));
+  a.v = static_cast<float*>(p.v.data);
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride0, Stride4(kOp, "v", p.v, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride1, Stride4(kOp, "v", p.v, 1));
+  return a;
+}
+
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p,
                                                          int device) {
   constexpr std::string_view kOp = "paged_attention";

@@ -20,6 +20,7 @@ absl::StatusOr<RopeArgs> PrepareRope(const RopeParams& p, int device);
 absl::StatusOr<SwiGluArgs> PrepareSwiGlu(const SwiGluParams& p, int device);
 absl::StatusOr<SoftmaxArgs> PrepareSoftmax(const SoftmaxParams& p, int device);
 absl::StatusOr<KvWriteArgs> PrepareKvWrite(const KvWriteParams& p, int device);
+absl::StatusOr<KvGatherArgs> PrepareKvGather(const KvGatherParams& p, int device);
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p, int device);
 // Shapes, dtypes, strides and the sparse config; positions are checked by the backend once it has
 // read them (they live on the device).

@@ -94,14 +94,19 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const format::G
   TANDEM_ASSIGN_OR_RETURN(runner->index_,
                           DeviceBuffer::Create(backend, index_ints * int64_t{sizeof(int32_t)}));
   runner->host_index_.resize(index_ints);
-  if (backend.device().kind == DeviceKind::kCpu) {
+  {
     const int64_t ctx = config.context_length;
     TANDEM_ASSIGN_OR_RETURN(runner->seq_k_, F32Buffer(backend, ctx, config.kv_dim()));
     TANDEM_ASSIGN_OR_RETURN(runner->seq_v_, F32Buffer(backend, ctx, config.kv_dim()));
     TANDEM_ASSIGN_OR_RETURN(runner->kv_pos_,
                             DeviceBuffer::Create(backend, ctx * int64_t{sizeof(int32_t)}));
-    int32_t* kv_pos = static_cast<int32_t*>(runner->kv_pos_.data());
-    std::iota(kv_pos, kv_pos + ctx, 0);
+    TANDEM_ASSIGN_OR_RETURN(runner->gather_slots_,
+                            DeviceBuffer::Create(backend, ctx * int64_t{sizeof(int32_t)}));
+    std::vector<int32_t> positions(static_cast<size_t>(ctx));
+    std::iota(positions.begin(), positions.end(), 0);
+    TANDEM_RETURN_IF_ERROR(backend.CopyToDevice(runner->kv_pos_.data(), positions.data(),
+                                                ctx * int64_t{sizeof(int32_t)}));
+    runner->host_gather_slots_.resize(static_cast<size_t>(ctx));
   }
   return runner;
 }
@@ -233,9 +238,12 @@ absl::Status ModelRunner::ForwardChunk(const ForwardBatch& batch, int32_t begin,
   prefill_seq_ = -1;
   const bool use_prefill_op =
       sparse_->method != kernels::SparseMethod::kDense || options_.dense_prefill_kernel;
-  if (use_prefill_op && n_seqs == 1 && n > 1 && seq_k_.data() != nullptr) {
+  if (use_prefill_op && n_seqs == 1 && n > 1) {
     prefill_seq_ = batch.seq_ids[begin];
     prefill_end_ = pos[n - 1] + 1;
+    for (int32_t p = 0; p < prefill_end_; ++p) host_gather_slots_[p] = kv_->Slot(prefill_seq_, p);
+    TANDEM_RETURN_IF_ERROR(backend_.CopyToDevice(gather_slots_.data(), host_gather_slots_.data(),
+                                                 int64_t{prefill_end_} * int64_t{sizeof(int32_t)}));
   }
 
   const TensorView x = F32(x_, n, config_.d_model);
@@ -332,20 +340,24 @@ absl::Status ModelRunner::RunAttention(int layer, int32_t n) {
   } else {
     // The pools hold what PagedAttention would read (f16-rounded by default), so dense prefill
     // through this path matches it; the copy is O(context) per layer and chunk.
-    const std::vector<int32_t>& pages = kv_->PageTable(prefill_seq_);
-    float* k = static_cast<float*>(seq_k_.data());
-    float* v = static_cast<float*>(seq_v_.data());
-    TANDEM_RETURN_IF_ERROR(GatherSequenceKv(kv_->k_pool(layer), pages, prefill_end_, k));
-    TANDEM_RETURN_IF_ERROR(GatherSequenceKv(kv_->v_pool(layer), pages, prefill_end_, v));
+    const int64_t end = prefill_end_;
+    const TensorView seq_k = seq_k_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim});
+    const TensorView seq_v = seq_v_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim});
+    TANDEM_RETURN_IF_ERROR(backend_.Run(
+        kernels::KvGatherParams{.k_pool = kv_->k_pool(layer),
+                                .v_pool = kv_->v_pool(layer),
+                                .slots = gather_slots_.View(DType::kI32, {end}),
+                                .k = seq_k,
+                                .v = seq_v}));
+    if (device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
     const absl::Time gathered = absl::Now();
     report_.gather_seconds += absl::ToDoubleSeconds(gathered - start);
     start = gathered;
     kernels::AttentionStats stats;
-    const int64_t end = prefill_end_;
     const kernels::AttentionPrefillParams call{
         .q = q3,
-        .k = seq_k_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim}),
-        .v = seq_v_.View(DType::kF32, {end, c.n_kv_heads, c.head_dim}),
+        .k = seq_k,
+        .v = seq_v,
         .out = out,
         .q_pos = pos_,
         .kv_pos = kv_pos_.View(DType::kI32, {end}),

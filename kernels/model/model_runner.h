@@ -113,9 +113,11 @@ class ModelRunner {
   std::vector<int32_t> host_index_;
   TensorView ids_, pos_, slots_, q_seq_, page_table_;
 
-  // Single-sequence prefill through AttentionPrefill: the sequence's K/V gathered per layer, the
+  // Single-sequence prefill through AttentionPrefill: the sequence's K/V gathered per layer (by
+  // KvGather from the pool slots of positions 0..prefill_end_-1, uploaded once per chunk), the
   // positions 0..context-1, and the current Forward()'s method and report.
-  kernels::DeviceBuffer seq_k_, seq_v_, kv_pos_;
+  kernels::DeviceBuffer seq_k_, seq_v_, kv_pos_, gather_slots_;
+  std::vector<int32_t> host_gather_slots_;
   const kernels::SparseConfig* sparse_ = nullptr;
   SeqId prefill_seq_ = -1;  // >= 0 when the current chunk prefills this sequence
   int32_t prefill_end_ = 0;  // one past the chunk's last position

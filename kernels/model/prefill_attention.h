@@ -2,15 +2,12 @@
 //
 // The pieces ModelRunner uses to run a single sequence's prefill chunk through AttentionPrefill
 // (dense, SALE or PowerAttention, kernels/op.h) instead of PagedAttention: the per-request report
-// of what attention cost, and the gather of a sequence's K/V out of the paged pool into the
-// contiguous f32 layout the op takes. Plain data and a stateless function; callers own memory.
+// of what attention cost. (The sequence's K/V reach the op through the KvGather op, on every
+// backend.) Plain data.
 #pragma once
 
 #include <cstdint>
 
-#include "absl/status/status.h"
-#include "absl/types/span.h"
-#include "common/tensor_view.h"
 #include "kernels/op.h"
 
 namespace tandem::model {
@@ -27,11 +24,5 @@ struct PrefillAttentionReport {
     return causal_blocks > 0 ? static_cast<double>(computed_blocks) / causal_blocks : 1.0;
   }
 };
-
-// Copies positions [0, n_tokens) of one sequence from a host pool
-// [num_pages, page_tokens, n_kv_heads, head_dim] (f32 or f16) whose page p is pages[p] into `dst`,
-// [n_tokens, n_kv_heads, head_dim] f32 host memory. InvalidArgument for bad pages or dtypes.
-absl::Status GatherSequenceKv(const TensorView& pool, absl::Span<const int32_t> pages,
-                              int32_t n_tokens, float* dst);
 
 }  // namespace tandem::model

@@ -48,6 +48,8 @@ std::vector<std::unique_ptr<OpCase>> AllCases() {
   for (DType pool : {DType::kF32, DType::kF16}) {
     cases.push_back(MakeKvWriteCase(pool, 1, 3, 64));
     cases.push_back(MakeKvWriteCase(pool, 37, 3, 64));
+    cases.push_back(MakeKvGatherCase(pool, 1, 3, 64));
+    cases.push_back(MakeKvGatherCase(pool, 300, 3, 64));
   }
 
   for (DType pool : {DType::kF32, DType::kF16}) {

@@ -23,6 +23,7 @@ std::unique_ptr<OpCase> MakeRopeCase(RopeStyle style, int64_t n, int64_t heads, 
 std::unique_ptr<OpCase> MakeSwiGluCase(int64_t n, int64_t f);
 std::unique_ptr<OpCase> MakeSoftmaxCase(int64_t n, int64_t d, float scale);
 std::unique_ptr<OpCase> MakeKvWriteCase(DType pool, int64_t n, int64_t kv_heads, int64_t head_dim);
+std::unique_ptr<OpCase> MakeKvGatherCase(DType pool, int64_t n, int64_t kv_heads, int64_t head_dim);
 
 // One sequence of a paged-attention batch: `len` positions already in the cache (including the
 // queried ones) and `queries` query tokens at positions len-queries .. len-1.
