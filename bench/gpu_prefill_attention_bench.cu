@@ -258,6 +258,23 @@ void RunSize(int64_t n, const Options& o, cudaStream_t s) {
               static_cast<long long>(n), o.tau, sale_ms, flops / sale_ms * 1e-9,
               dense_ms / sale_ms, sale_density, sale_nmse, sale_est_ms, sale_est_ms / dense_ms);
   std::fflush(stdout);
+  // Where the estimate's time goes: each step alone, in pipeline order so that each finds the
+  // state it expects (median of --reps after a warm-up, like the totals).
+  const double quant_ms =
+      TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleQuantize(shape, sparse_t, ws, s)); });
+  const double mandatory_ms = TimeMedian(
+      o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleMandatoryMask(shape, sale_cfg, &smask, s)); });
+  const double lists_ms =
+      TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchBuildTileLists(shape, smask, &lists, s)); });
+  const double lse_ms = TimeMedian(
+      o.reps, s, [&] { CHECK_CUDA(tk::LaunchFlashPrefillLse(shape, sparse_t, lists, ws.lse2, s)); });
+  const double estimate_kernel_ms =
+      TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleEstimate(shape, sale_cfg, ws, smask, s)); });
+  std::printf("BENCH gpu_prefill_sale_steps tokens=%lld quantize_ms=%.3f mandatory_mask_ms=%.3f "
+              "tile_lists_ms=%.3f mandatory_lse_ms=%.3f estimate_kernel_ms=%.3f\n",
+              static_cast<long long>(n), quant_ms, mandatory_ms, lists_ms, lse_ms,
+              estimate_kernel_ms);
+  std::fflush(stdout);
 
   auto power = [&] {
     CHECK_CUDA(tk::LaunchPowerMask(shape, 64, 1, 1, &pmask, s));
