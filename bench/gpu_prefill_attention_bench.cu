@@ -264,12 +264,14 @@ void RunSize(int64_t n, const Options& o, cudaStream_t s) {
       TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleQuantize(shape, sparse_t, ws, s)); });
   const double mandatory_ms = TimeMedian(
       o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleMandatoryMask(shape, sale_cfg, &smask, s)); });
-  const double lists_ms =
-      TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchBuildTileLists(shape, smask, &lists, s)); });
-  const double lse_ms = TimeMedian(
-      o.reps, s, [&] { CHECK_CUDA(tk::LaunchFlashPrefillLse(shape, sparse_t, lists, ws.lse2, s)); });
-  const double estimate_kernel_ms =
-      TimeMedian(o.reps, s, [&] { CHECK_CUDA(tk::LaunchSaleEstimate(shape, sale_cfg, ws, smask, s)); });
+  const double lists_ms = TimeMedian(
+      o.reps, s, [&] { CHECK_CUDA(tk::LaunchBuildTileLists(shape, smask, &lists, s)); });
+  const double lse_ms = TimeMedian(o.reps, s, [&] {
+    CHECK_CUDA(tk::LaunchFlashPrefillLse(shape, sparse_t, lists, ws.lse2, s));
+  });
+  const double estimate_kernel_ms = TimeMedian(o.reps, s, [&] {
+    CHECK_CUDA(tk::LaunchSaleEstimate(shape, sale_cfg, ws, smask, s));
+  });
   std::printf("BENCH gpu_prefill_sale_steps tokens=%lld quantize_ms=%.3f mandatory_mask_ms=%.3f "
               "tile_lists_ms=%.3f mandatory_lse_ms=%.3f estimate_kernel_ms=%.3f\n",
               static_cast<long long>(n), quant_ms, mandatory_ms, lists_ms, lse_ms,

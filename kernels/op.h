@@ -81,7 +81,9 @@ struct KvWriteParams {
 };
 
 // The inverse of KvWrite: token t's K and V rows read from pool slot slots[t] into contiguous f32
-// tensors (f16 pools widened exactly). AttentionPrefill reads a paged sequence through it.
+// tensors (f16 pools widened exactly). AttentionPrefill reads a paged sequence through it. A slot
+// outside the pool is InvalidArgument on the CPU backends; a device kernel cannot report it and
+// writes that token's rows as zeros (as KvWrite skips such a slot).
 struct KvGatherParams {
   TensorView k_pool;  // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
   TensorView v_pool;  // same shape and dtype as k_pool

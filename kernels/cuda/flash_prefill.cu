@@ -27,7 +27,8 @@ constexpr int kKvStageBytes = kBc * kRowBytes;  // 16 KiB
 constexpr int kSmemBytes = kQBytes + 4 * kKvStageBytes;  // Q + two stages of K and of V: 96 KiB
 constexpr float kLog2e = 1.4426950408889634f;
 
-static_assert(kWarps * kStepsPerTile == 32, "one 32-bit mask word per tile");
+static_assert(kWarps <= 8, "FlashTileEntry::warps holds one bit per warp in a byte");
+static_assert(kStepsPerTile <= 8, "a warp's step bits fit the low bits of wbits");
 
 struct FlashParams {
   const __nv_bfloat16* q;
@@ -58,8 +59,8 @@ __device__ __forceinline__ void LoadTile(uint32_t dst, const __nv_bfloat16* head
     const int row = idx >> 4, chunk = idx & 15;
     const int64_t tok = first_row + row;
     const bool valid = tok < n;
-    CpAsync16(dst + SwizzledOffset(row, chunk), head_base + (valid ? tok : 0) * row_stride + chunk * 8,
-              valid);
+    CpAsync16(dst + SwizzledOffset(row, chunk),
+              head_base + (valid ? tok : 0) * row_stride + chunk * 8, valid);
   }
 }
 
@@ -91,7 +92,9 @@ __device__ __forceinline__ void VisitAt(const FlashTileEntry* list, int it, int 
     if constexpr (kSparse) {
       const int32_t chunk = list[it].chunk[s];
       key_base[s] = chunk < 0 ? -1 : static_cast<int64_t>(chunk) * kFlashKStep;
-      wbits |= ((static_cast<uint32_t>(list[it].warps[s]) >> warp) & 1u) << s;
+      // An empty slot reads nothing even if its warp byte were not cleared.
+      const uint32_t on = chunk < 0 ? 0u : (static_cast<uint32_t>(list[it].warps[s]) >> warp) & 1u;
+      wbits |= on << s;
     } else {
       key_base[s] = static_cast<int64_t>(it) * kBc + s * kFlashKStep;
       wbits |= 1u << s;
@@ -167,7 +170,8 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
   const uint32_t s_v = s_k + 2 * kKvStageBytes;
   const int warp = static_cast<int>(threadIdx.x >> 5);
   const int lane = static_cast<int>(threadIdx.x & 31);
-  // Heaviest (last) query tiles first; the heads of one KV group run side by side, sharing K/V in L2.
+  // Heaviest (last) query tiles first; the heads of one KV group run side by side, sharing K/V in
+  // L2.
   const int64_t id = blockIdx.x;
   const int h = static_cast<int>(id % p.n_heads);
   const int64_t qt = p.n_qt - 1 - id / p.n_heads;
@@ -346,9 +350,11 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
   }
 }
 
+// The scale must be positive: the kernel takes row maxima of unscaled scores.
 bool ShapeOk(const FlashPrefillShape& s) {
   return s.n_tokens >= 1 && s.n_tokens < (int64_t{1} << 31) && s.n_heads >= 1 &&
-         s.n_kv_heads >= 1 && s.n_heads % s.n_kv_heads == 0;
+         s.n_kv_heads >= 1 && s.n_heads % s.n_kv_heads == 0 && s.scale > 0.0f &&
+         s.scale < __builtin_huge_valf();
 }
 
 template <bool kSparse, bool kLseOnly>

@@ -20,6 +20,7 @@ constexpr int kD = kFlashHeadDim;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kEstimateHeads = 4;   // heads per CTA, each with its own warps over one 64-row block
 constexpr int kEstimateMTiles = 2;  // m16 tiles (16 query rows each) per warp
+static_assert(4 % kEstimateMTiles == 0, "a head's 64 rows split evenly over its warps");
 constexpr int kWarpsPerHead = 4 / kEstimateMTiles;
 constexpr int kEstimateThreads = kEstimateHeads * kWarpsPerHead * 32;
 constexpr int kSaleQBlock = 64;
@@ -163,11 +164,12 @@ __device__ __forceinline__ void LoadKeyBlock(const EstimateParams& p, int64_t kb
 // test est * scale_log2 > lse2 + log2(tau), with est = acc * q_scale * k_scale + q . mean(K), is
 // rearranged per row into acc * k_scale > bound, so each logit costs a convert, a multiply and a
 // max. The next block's K is loaded right after the current one's products, under the test.
-// History (bench/gpu_prefill_attention_bench, 128K tokens): re-reading keep[] before each block (a
-// dependent global load): 259 ms on an H100; without it, with the rearranged test and the
-// prefetch: 119 ms (H100; ncu: L1-bound, memory throughput 82%). 64 rows per warp (each K
-// fragment feeding four products) against 32, back to back on one H200: 131.6 vs 129.2 ms, so
-// the simpler 32 stays. That is about 540 int8 TOP/s; going further needs wgmma (sm_90a).
+// History (bench/gpu_prefill_attention_bench, 128K tokens; bench/gpu_prefill_notes.md): re-reading
+// keep[] before each block (a dependent global load): 259 ms on an H100; without it, with the
+// rearranged test and the prefetch: 119 ms (H100; ncu: L1-bound, memory throughput 82%). 64 rows
+// per warp (each K fragment feeding four products) against 32, back to back on one H200: 131.6
+// vs 129.2 ms, so the simpler 32 stays. Final, H100: the kernel alone 115 ms = 7.0e13 int8 ops at
+// ~610 TOP/s, ncu's top stall "math pipe throttle"; going further needs wgmma (sm_90a).
 __global__ void __launch_bounds__(kEstimateThreads) SaleEstimateKernel(const EstimateParams p) {
   const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
   const int64_t qb = p.n_qb - 1 - blockIdx.x / p.n_head_quads;
@@ -224,7 +226,9 @@ __global__ void __launch_bounds__(kEstimateThreads) SaleEstimateKernel(const Est
 #pragma unroll
     for (int mt = 0; mt < kEstimateMTiles; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 4; ++nt) acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0;
+      for (int nt = 0; nt < 4; ++nt) {
+        acc[mt][nt][0] = acc[mt][nt][1] = acc[mt][nt][2] = acc[mt][nt][3] = 0;
+      }
     // k-step outermost: 16 independent accumulators between two products into the same one.
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
@@ -237,7 +241,10 @@ __global__ void __launch_bounds__(kEstimateThreads) SaleEstimateKernel(const Est
     }
     float key_scale[4][2];
 #pragma unroll
-    for (int nt = 0; nt < 4; ++nt) key_scale[nt][0] = kr.scale[nt][0], key_scale[nt][1] = kr.scale[nt][1];
+    for (int nt = 0; nt < 4; ++nt) {
+      key_scale[nt][0] = kr.scale[nt][0];
+      key_scale[nt][1] = kr.scale[nt][1];
+    }
     if (kb + 1 < kb_hi) LoadKeyBlock(p, kb + 1, g, lane, kr);
     bool hit = false;
 #pragma unroll
@@ -333,6 +340,7 @@ cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SaleConfig& c,
                                cudaStream_t stream) {
   if (mask.keep == nullptr || mask.q_block != kSaleQBlock || mask.k_block != kSaleKBlock ||
       mask.mask_heads != s.n_heads || !(c.threshold > 0.0f) || s.n_tokens < 1 ||
+      !(s.scale > 0.0f) || !(s.scale < __builtin_huge_valf()) ||
       s.n_heads % s.n_kv_heads != 0) {
     return cudaErrorInvalidValue;
   }

@@ -94,24 +94,28 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const format::G
   TANDEM_ASSIGN_OR_RETURN(runner->index_,
                           DeviceBuffer::Create(backend, index_ints * int64_t{sizeof(int32_t)}));
   runner->host_index_.resize(index_ints);
-  {
-    const int64_t ctx = config.context_length;
-    TANDEM_ASSIGN_OR_RETURN(runner->seq_k_, F32Buffer(backend, ctx, config.kv_dim()));
-    TANDEM_ASSIGN_OR_RETURN(runner->seq_v_, F32Buffer(backend, ctx, config.kv_dim()));
-    TANDEM_ASSIGN_OR_RETURN(runner->kv_pos_,
-                            DeviceBuffer::Create(backend, ctx * int64_t{sizeof(int32_t)}));
-    TANDEM_ASSIGN_OR_RETURN(runner->gather_slots_,
-                            DeviceBuffer::Create(backend, ctx * int64_t{sizeof(int32_t)}));
-    std::vector<int32_t> positions(static_cast<size_t>(ctx));
-    std::iota(positions.begin(), positions.end(), 0);
-    TANDEM_RETURN_IF_ERROR(backend.CopyToDevice(runner->kv_pos_.data(), positions.data(),
-                                                ctx * int64_t{sizeof(int32_t)}));
-    runner->host_gather_slots_.resize(static_cast<size_t>(ctx));
-  }
   return runner;
 }
 
 ModelRunner::~ModelRunner() = default;
+
+// A dense-only runner never needs these (2 x context x kv_dim floats: 12 MB for SmolLM2, 1 GiB for
+// an 8B model at 128K), so they are made on the first chunk that prefills through the op.
+absl::Status ModelRunner::EnsurePrefillBuffers() {
+  if (seq_k_.data() != nullptr) return absl::OkStatus();
+  const int64_t ctx = config_.context_length;
+  TANDEM_ASSIGN_OR_RETURN(seq_k_, F32Buffer(backend_, ctx, config_.kv_dim()));
+  TANDEM_ASSIGN_OR_RETURN(seq_v_, F32Buffer(backend_, ctx, config_.kv_dim()));
+  TANDEM_ASSIGN_OR_RETURN(kv_pos_, DeviceBuffer::Create(backend_, ctx * int64_t{sizeof(int32_t)}));
+  TANDEM_ASSIGN_OR_RETURN(gather_slots_,
+                          DeviceBuffer::Create(backend_, ctx * int64_t{sizeof(int32_t)}));
+  std::vector<int32_t> positions(static_cast<size_t>(ctx));
+  std::iota(positions.begin(), positions.end(), 0);
+  TANDEM_RETURN_IF_ERROR(
+      backend_.CopyToDevice(kv_pos_.data(), positions.data(), ctx * int64_t{sizeof(int32_t)}));
+  host_gather_slots_.resize(static_cast<size_t>(ctx));
+  return absl::OkStatus();
+}
 
 absl::Status ModelRunner::Validate(const ForwardBatch& batch) {
   const size_t n = batch.tokens.size();
@@ -239,6 +243,7 @@ absl::Status ModelRunner::ForwardChunk(const ForwardBatch& batch, int32_t begin,
   const bool use_prefill_op =
       sparse_->method != kernels::SparseMethod::kDense || options_.dense_prefill_kernel;
   if (use_prefill_op && n_seqs == 1 && n > 1) {
+    TANDEM_RETURN_IF_ERROR(EnsurePrefillBuffers());
     prefill_seq_ = batch.seq_ids[begin];
     prefill_end_ = pos[n - 1] + 1;
     for (int32_t p = 0; p < prefill_end_; ++p) host_gather_slots_[p] = kv_->Slot(prefill_seq_, p);

@@ -97,6 +97,7 @@ class ModelRunner {
   absl::Status EnsureLogitCapacity(int64_t rows);
   absl::Status ForwardChunk(const ForwardBatch& batch, int32_t begin, int32_t end);
   absl::Status RunLayer(int layer, int32_t n);
+  absl::Status EnsurePrefillBuffers();
   absl::Status RunAttention(int layer, int32_t n);
 
   format::ModelConfig config_;

@@ -24,6 +24,7 @@
 #include "kernels/cuda/flash_prefill.h"
 #include "kernels/internal/backend_factories.h"
 #include "kernels/op.h"
+#include "tests/support/nmse.h"
 
 namespace tandem::kernels {
 namespace {
@@ -38,14 +39,7 @@ namespace fk = ::tandem::kernels::cuda;
 
 constexpr int64_t kN = 700, kHeads = 8, kKvHeads = 2, kD = 128;
 
-double Nmse(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
-    den += double{b[i]} * b[i];
-  }
-  return num / den;
-}
+using ::tandem::testing::Nmse;
 
 // Device buffer freed on scope exit.
 struct DeviceBuffer {
@@ -55,6 +49,15 @@ struct DeviceBuffer {
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
+
+// Fills list entries with a valid-looking visit of keys 0..15 by every warp, so that a builder
+// that left a slot unwritten (no -1 padding) changes the result instead of reading zeros.
+void PoisonEntries(void* entries, size_t bytes) {
+  const fk::FlashTileEntry poison{{0, 0, 0, 0}, {0xFF, 0xFF, 0xFF, 0xFF}};
+  std::vector<fk::FlashTileEntry> host(bytes / sizeof(poison), poison);
+  EXPECT_EQ(cudaMemcpy(entries, host.data(), host.size() * sizeof(poison), cudaMemcpyHostToDevice),
+            cudaSuccess);
+}
 
 class FlashPrefillTest : public ::testing::Test {
  protected:
@@ -66,7 +69,8 @@ class FlashPrefillTest : public ::testing::Test {
     // heavy key every 150 tokens on dim 1: SALE keeps the blocks holding a heavy key (weight
     // ~0.07 against tau 0.008) and drops the rest (~3e-4), far from the threshold on both sides.
     // (A first version used logits of std ~1, where some row of every 64-row block cleared tau
-    // somewhere, so SALE kept every block; tests/gpu/sale_test_density.py computes the density, 0.63.)
+    // somewhere, so SALE kept every block; tests/gpu/sale_test_density.py computes the density:
+    // 0.63.)
     q_.resize(kN * kHeads * kD);
     k_.resize(kN * kKvHeads * kD);
     v_.resize(k_.size());
@@ -184,6 +188,7 @@ TEST_F(FlashPrefillTest, SparseWithEveryBlockEqualsDense) {
     lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
     lists.counts = static_cast<int32_t*>(counts.p);
     ASSERT_CUDA(cudaMemset(dout_->p, 0xFF, q_.size() * 2));
+    PoisonEntries(entries.p, fk::FlashTileEntriesBytes(kN, kHeads));
     ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
     ASSERT_CUDA(fk::LaunchFlashPrefillSparse(Shape(), Tensors(), lists, nullptr));
     const std::vector<float> sparse = DownloadOut();
@@ -218,6 +223,7 @@ TEST_F(FlashPrefillTest, RandomMaskMatchesHostReference) {
   lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
   lists.counts = static_cast<int32_t*>(counts.p);
   ASSERT_CUDA(cudaMemset(dout_->p, 0xFF, q_.size() * 2));  // NaN until written
+  PoisonEntries(entries.p, fk::FlashTileEntriesBytes(kN, kHeads));
   ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
   ASSERT_CUDA(fk::LaunchFlashPrefillSparse(Shape(), Tensors(), lists, nullptr));
   const std::vector<float> got = DownloadOut();

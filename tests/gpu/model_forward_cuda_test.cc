@@ -22,6 +22,7 @@
 #include "kernels/internal/backend_factories.h"
 #include "kernels/model/model_runner.h"
 #include "tests/model_format/gguf_writer.h"
+#include "tests/support/nmse.h"
 
 namespace tandem::model {
 namespace {
@@ -95,7 +96,8 @@ format::GgufFile* SyntheticSmolLm2() {
   w.AddI64("llama.vocab_size", kVocab);
   std::mt19937 rng(2026);
   const float a_in = std::sqrt(3.0f / kDModel), a_ffn = std::sqrt(3.0f / kDFfn);
-  AddTensor(w, "token_embd.weight", {kDModel, kVocab}, kGgmlQ8_0, RandomQ8_0(kVocab, kDModel, 1.0f, rng));
+  AddTensor(w, "token_embd.weight", {kDModel, kVocab}, kGgmlQ8_0,
+            RandomQ8_0(kVocab, kDModel, 1.0f, rng));
   AddTensor(w, "output_norm.weight", {kDModel}, kGgmlF32, Ones(kDModel));
   const int kv_dim = kKvHeads * kHeadDim;
   for (int l = 0; l < kLayers; ++l) {
@@ -106,27 +108,27 @@ format::GgufFile* SyntheticSmolLm2() {
     // full scale 30 random layers are chaotic, and the fast CPU backend's 8-bit activations alone
     // gave logits unrelated to cpu_ref's (NMSE 0.57, top-1 9/48). Queries and keys 2x, so that
     // attention is neither uniform nor one-hot.
-    AddTensor(w, p + "attn_q.weight", {kDModel, kDModel}, kGgmlQ4_1, RandomQ4_1(kDModel, kDModel, 2 * a_in, rng));
-    AddTensor(w, p + "attn_k.weight", {kDModel, static_cast<uint64_t>(kv_dim)}, kGgmlQ4_1, RandomQ4_1(kv_dim, kDModel, 2 * a_in, rng));
-    AddTensor(w, p + "attn_v.weight", {kDModel, static_cast<uint64_t>(kv_dim)}, kGgmlQ4_1, RandomQ4_1(kv_dim, kDModel, a_in, rng));
-    AddTensor(w, p + "attn_output.weight", {kDModel, kDModel}, kGgmlQ4_1, RandomQ4_1(kDModel, kDModel, 0.1f * a_in, rng));
-    AddTensor(w, p + "ffn_gate.weight", {kDModel, kDFfn}, kGgmlQ4_1, RandomQ4_1(kDFfn, kDModel, a_in, rng));
-    AddTensor(w, p + "ffn_up.weight", {kDModel, kDFfn}, kGgmlQ4_1, RandomQ4_1(kDFfn, kDModel, a_in, rng));
-    AddTensor(w, p + "ffn_down.weight", {kDFfn, kDModel}, kGgmlQ4_1, RandomQ4_1(kDModel, kDFfn, 0.1f * a_ffn, rng));
+    AddTensor(w, p + "attn_q.weight", {kDModel, kDModel}, kGgmlQ4_1,
+              RandomQ4_1(kDModel, kDModel, 2 * a_in, rng));
+    AddTensor(w, p + "attn_k.weight", {kDModel, static_cast<uint64_t>(kv_dim)}, kGgmlQ4_1,
+              RandomQ4_1(kv_dim, kDModel, 2 * a_in, rng));
+    AddTensor(w, p + "attn_v.weight", {kDModel, static_cast<uint64_t>(kv_dim)}, kGgmlQ4_1,
+              RandomQ4_1(kv_dim, kDModel, a_in, rng));
+    AddTensor(w, p + "attn_output.weight", {kDModel, kDModel}, kGgmlQ4_1,
+              RandomQ4_1(kDModel, kDModel, 0.1f * a_in, rng));
+    AddTensor(w, p + "ffn_gate.weight", {kDModel, kDFfn}, kGgmlQ4_1,
+              RandomQ4_1(kDFfn, kDModel, a_in, rng));
+    AddTensor(w, p + "ffn_up.weight", {kDModel, kDFfn}, kGgmlQ4_1,
+              RandomQ4_1(kDFfn, kDModel, a_in, rng));
+    AddTensor(w, p + "ffn_down.weight", {kDFfn, kDModel}, kGgmlQ4_1,
+              RandomQ4_1(kDModel, kDFfn, 0.1f * a_ffn, rng));
   }
   auto file = format::GgufFile::FromBytes(w.Build(), "synthetic-smollm2.gguf");
   EXPECT_TRUE(file.ok()) << file.status();
   return file.ok() ? new format::GgufFile(std::move(file).value()) : nullptr;
 }
 
-double Nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-  double err = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-    norm += double(ref[i]) * ref[i];
-  }
-  return err / std::max(norm, 1e-30);
-}
+using ::tandem::testing::Nmse;
 
 int32_t Argmax(const float* row) {
   return static_cast<int32_t>(std::max_element(row, row + kVocab) - row);
@@ -190,10 +192,12 @@ TEST_F(ModelForwardCudaTest, PromptLogitsMatchCpuRef) {
   const std::vector<float> b = PromptLogits(*ref, tokens, rows);
   ASSERT_EQ(a.size(), b.size());
   int agree = 0;
-  for (size_t t = 0; t < tokens.size(); ++t) agree += Argmax(&a[t * kVocab]) == Argmax(&b[t * kVocab]);
+  for (size_t t = 0; t < tokens.size(); ++t)
+    agree += Argmax(&a[t * kVocab]) == Argmax(&b[t * kVocab]);
   const double nmse = Nmse(a, b);
-  std::printf("cuda:0 vs cpu_ref, %zu positions (2 prefill chunks): logits NMSE %.3g, top-1 %d/%zu\n",
-              tokens.size(), nmse, agree, tokens.size());
+  std::printf(
+      "cuda:0 vs cpu_ref, %zu positions (2 prefill chunks): logits NMSE %.3g, top-1 %d/%zu\n",
+      tokens.size(), nmse, agree, tokens.size());
   // The same synthetic model gives 6.8e-4 between the fast CPU backend and cpu_ref (its 8-bit
   // activations); a broken op gives ~1.
   EXPECT_LT(nmse, 5e-3);
@@ -254,15 +258,18 @@ TEST_F(ModelForwardCudaTest, DecodeAndBatchingOnTheDevice) {
   EXPECT_LT(Nmse(row_b, alone_b), 1e-6);
 }
 
-// Sparse prefill through the whole model: each method on cuda:0 against the fast CPU backend
-// (cpu_ref would take minutes at this length), same density, close logits.
+// Prefill through AttentionPrefill (dense too: dense_prefill_kernel) in three chunks of at most
+// 512 tokens, so that KvGather feeds chunks starting at positions 512 and 1024: each method on
+// cuda:0 against the fast CPU backend (cpu_ref would take minutes at this length), same calls and
+// density, close logits.
 TEST_F(ModelForwardCudaTest, SparsePrefillMatchesCpu) {
   SKIP_WITHOUT_CUDA();
   const std::vector<int32_t> tokens = RandomTokens(1100, 4);
   const std::vector<int32_t> rows = {1099};
   for (const auto method : {kernels::SparseMethod::kDense, kernels::SparseMethod::kSale,
                             kernels::SparseMethod::kPowerAttention}) {
-    RunnerOptions options{.kv_dtype = DType::kF32, .max_batch_tokens = 2048};
+    RunnerOptions options{.kv_dtype = DType::kF32, .max_batch_tokens = 512};
+    options.dense_prefill_kernel = true;
     options.prefill_attention.method = method;
     options.prefill_attention.sale_min_tokens = 0;
     auto cuda = MakeRunner("cuda:0", options);
@@ -272,15 +279,14 @@ TEST_F(ModelForwardCudaTest, SparsePrefillMatchesCpu) {
     const std::vector<float> a = PromptLogits(*cuda, tokens, rows, &cuda_report);
     const std::vector<float> b = PromptLogits(*cpu, tokens, rows, &cpu_report);
     const double nmse = Nmse(a, b);
-    std::printf("%s prefill of 1100 tokens: density cuda %.4f cpu %.4f, last logits NMSE %.3g, "
-                "top-1 %s\n",
-                std::string(kernels::SparseMethodName(method)).c_str(), cuda_report.density(),
-                cpu_report.density(), nmse, Argmax(a.data()) == Argmax(b.data()) ? "equal" : "differs");
+    std::printf(
+        "%s prefill of 1100 tokens: density cuda %.4f cpu %.4f, last logits NMSE %.3g, "
+        "top-1 %s\n",
+        std::string(kernels::SparseMethodName(method)).c_str(), cuda_report.density(),
+        cpu_report.density(), nmse, Argmax(a.data()) == Argmax(b.data()) ? "equal" : "differs");
     // Before KvGather the device ran every method as dense PagedAttention, reporting no call.
-    if (method != kernels::SparseMethod::kDense) {
-      EXPECT_EQ(cuda_report.prefill_calls, kLayers) << "one AttentionPrefill per layer";
-    }
-    EXPECT_EQ(cuda_report.prefill_calls, cpu_report.prefill_calls);
+    EXPECT_EQ(cuda_report.prefill_calls, 3 * kLayers) << "one AttentionPrefill per layer and chunk";
+    EXPECT_EQ(cpu_report.prefill_calls, 3 * kLayers);
     EXPECT_NEAR(cuda_report.density(), cpu_report.density(), 0.02);
     // Random weights give attention without sinks or locality, so SALE keeps every block here
     // (density 1.0 on the CPU too); PowerAttention's static pattern keeps about half at 1100.

@@ -7,34 +7,48 @@ some row's probability against the mandatory log-sum-exp exceeds tau = 0.008. Pr
 test's `density < 0.9` has room; run with any python that has numpy (.venv-ref/bin/python).
 """
 import numpy as np
-rng=np.random.default_rng(7)
-N,H,G,D=700,8,2,128
-q=rng.uniform(-1,1,(N,H,D)).astype(np.float32)*1.0
-k=rng.uniform(-1,1,(N,G,D)).astype(np.float32)
-q[:,:,0]+=6; k[:32,:,0]+=10
-heavy=np.arange(N)%150==75
-q[:,:,1]+=3; k[heavy,:,1]+=20
-sc=1/np.sqrt(D)
-kept=0;causal=0
-for h in range(H):
-  g=h//(H//G)
-  L=(q[:,h,:]@k[:,g,:].T)*sc
-  L=np.where(np.tril(np.ones((N,N)))>0,L,-np.inf)
-  for qb in range((N+63)//64):
-    r0,r1=qb*64,min(N,qb*64+64)
-    last=(r1-1)//32
-    for kb in range(last+1):
-      causal+=1
-      mand = kb*32<32 or kb>= max(0,(qb*64-128))//32
-      if mand: kept+=1; continue
-    # lse over mandatory
-    m=np.zeros((r1-r0,N),bool)
-    for kb in range(last+1):
-      if kb*32<32 or kb>=max(0,(qb*64-128))//32: m[:,kb*32:kb*32+32]=True
-    Lm=np.where(m,L[r0:r1],-np.inf)
-    lse=np.log(np.exp(Lm-Lm.max(1,keepdims=True)).sum(1))+Lm.max(1)
-    for kb in range(last+1):
-      if kb*32<32 or kb>=max(0,(qb*64-128))//32: continue
-      p=np.exp(L[r0:r1,kb*32:kb*32+32]-lse[:,None])
-      if (p>0.008).any(): kept+=1
-print("density",kept/causal)
+
+# SparseConfig's SALE defaults (kernels/op.h): blocks of 64 query rows x 32 keys, a sink of 32
+# tokens and a local window of 128 tokens before the query block, always computed; tau 0.008.
+Q_BLOCK, K_BLOCK, SINK, WINDOW, TAU = 64, 32, 32, 128, 0.008
+N, H, G, D = 700, 8, 2, 128  # the test's tokens, heads, KV heads, head_dim
+
+
+def mandatory(qb: int, kb: int) -> bool:
+    return kb * K_BLOCK < SINK or kb >= max(0, qb * Q_BLOCK - WINDOW) // K_BLOCK
+
+
+def main() -> None:
+    rng = np.random.default_rng(7)
+    q = rng.uniform(-1, 1, (N, H, D))
+    k = rng.uniform(-1, 1, (N, G, D))
+    q[:, :, 0] += 6
+    k[:SINK, :, 0] += 10
+    q[:, :, 1] += 3
+    k[np.arange(N) % 150 == 75, :, 1] += 20
+    kept = causal = 0
+    for h in range(H):
+        g = h // (H // G)
+        logits = (q[:, h, :] @ k[:, g, :].T) / np.sqrt(D)
+        logits = np.where(np.tril(np.ones((N, N))) > 0, logits, -np.inf)
+        for qb in range((N + Q_BLOCK - 1) // Q_BLOCK):
+            r0, r1 = qb * Q_BLOCK, min(N, qb * Q_BLOCK + Q_BLOCK)
+            blocks = range((r1 - 1) // K_BLOCK + 1)
+            causal += len(blocks)
+            in_mandatory = np.zeros((r1 - r0, N), bool)
+            for kb in blocks:
+                if mandatory(qb, kb):
+                    kept += 1
+                    in_mandatory[:, kb * K_BLOCK:(kb + 1) * K_BLOCK] = True
+            lm = np.where(in_mandatory, logits[r0:r1], -np.inf)
+            top = lm.max(1, keepdims=True)
+            lse = np.log(np.exp(lm - top).sum(1, keepdims=True)) + top
+            for kb in blocks:
+                if not mandatory(qb, kb):
+                    p = np.exp(logits[r0:r1, kb * K_BLOCK:(kb + 1) * K_BLOCK] - lse)
+                    kept += bool((p > TAU).any())
+    print("density", kept / causal)
+
+
+if __name__ == "__main__":
+    main()
