@@ -58,19 +58,6 @@ inline int32_t I32At(const TensorView& t, int64_t i, int64_t j = 0) {
 namespace tandem::kernels::cpu {
 namespace {
 
-inline void LoadRow(const void* src, bool f16, int64_t hd, float* dst) {
-  if (f16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    for (int64_t j = 0; j < hd; j += 8) {
-      _mm256_storeu_ps(dst + j,
-                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j))));
-    }
-  } else {
-    const float* s = static_cast<const float*>(src);
-    for (int64_t j = 0; j < hd; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(s + j));
-  }
-}
-
 // Runs one item; writes normalised output, or the partial {m, l, acc[hd]} per head at `partial`.
 void RunItem(const Geometry& geo, const Item& it, float* partial) {
   const PagedAttentionParams& p = *geo.p;
@@ -95,8 +82,8 @@ void RunItem(const Geometry& geo, const Item& it, float* partial) {
       const int64_t pos = start + i;
       const int64_t page = I32At(p.page_table, seq, pos / geo.page_tokens);
       const int64_t off = pos % geo.page_tokens;
-      LoadRow(cpu_ref::At<const void>(p.k_pool, page, off, it.g), geo.f16, hd, kbuf + i * hd);
-      LoadRow(cpu_ref::At<const void>(p.v_pool, page, off, it.g), geo.f16, hd, vbuf + i * hd);
+      simd::WidenRow(cpu_ref::At<const void>(p.k_pool, page, off, it.g), geo.f16, hd, kbuf + i * hd);
+      simd::WidenRow(cpu_ref::At<const void>(p.v_pool, page, off, it.g), geo.f16, hd, vbuf + i * hd);
     }
     for (int64_t h = 0; h < G; ++h) {
       for (int i = 0; i < cnt; ++i) {

@@ -1,6 +1,7 @@
 // kernels/cpu/elementwise.cc
 //
-// The light ops of the forward pass on AVX2: RmsNorm, RoPE, SwiGLU, Softmax and KvWrite. Each is
+// The light ops of the forward pass on AVX2: RmsNorm, RoPE, SwiGLU, Softmax, KvWrite and
+// KvGather. Each is
 // memory-light per token, so rows are split over the pool only for large batches (prefill); decode
 // runs them inline on the caller. RoPE caches its cos/sin table by positions, because decode
 // rotates q and k of all 30 layers at the same position.
@@ -108,15 +109,6 @@ void ToHalf(const float* src, uint16_t* dst, int64_t n) {
   for (; j < n; ++j) dst[j] = FloatToHalf(src[j]);
 }
 
-void FromHalf(const uint16_t* src, float* dst, int64_t n) {
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    _mm256_storeu_ps(dst + j,
-                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
-  }
-  for (; j < n; ++j) dst[j] = HalfToFloat(src[j]);
-}
-
 }  // namespace
 #pragma GCC pop_options
 
@@ -208,80 +200,68 @@ absl::Status RunRope(CpuContext& ctx, const RopeParams& p) {
   return absl::OkStatus();
 }
 
-absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p) {
-  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckKvWrite(p));
-  const int64_t n = p.k.shape[0];
-  const int64_t page_tokens = p.k_pool.shape[1];
-  const int64_t n_slots = p.k_pool.shape[0] * page_tokens;
+namespace {
+
+// Checks every slots[t] against the pool (InvalidArgument naming op and index), then calls
+// row(t, page, offset) for each token, rows split over the pool's threads.
+template <typename RowFn>
+absl::Status ForEachSlot(CpuContext& ctx, std::string_view op, const TensorView& slots, int64_t n,
+                         const TensorView& pool, RowFn row) {
+  const int64_t page_tokens = pool.shape[1];
+  const int64_t n_slots = pool.shape[0] * page_tokens;
   const auto slot_at = [&](int64_t t) {
-    return *reinterpret_cast<const int32_t*>(static_cast<const char*>(p.slots.data) +
-                                             t * p.slots.stride_bytes[0]);
+    return *reinterpret_cast<const int32_t*>(static_cast<const char*>(slots.data) +
+                                             t * slots.stride_bytes[0]);
   };
   for (int64_t t = 0; t < n; ++t) {
-    TANDEM_RETURN_IF_ERROR(cpu_ref::CheckIndex("kv_write", "slots", t, slot_at(t), n_slots));
+    TANDEM_RETURN_IF_ERROR(cpu_ref::CheckIndex(op, "slots", t, slot_at(t), n_slots));
   }
-  const int64_t kv_heads = p.k.shape[1];
-  const int64_t hd = p.k.shape[2];
-  const bool half = p.k_pool.dtype == DType::kF16;
-  Rows(ctx, n, kv_heads * hd * 2, [&](int64_t b, int64_t e) {
+  const int64_t row_values = pool.shape[2] * pool.shape[3];
+  Rows(ctx, n, row_values * 2, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       const int64_t slot = slot_at(t);
-      const int64_t page = slot / page_tokens;
-      const int64_t off = slot % page_tokens;
-      for (int64_t g = 0; g < kv_heads; ++g) {
-        const TensorView* src[2] = {&p.k, &p.v};
-        const TensorView* dst[2] = {&p.k_pool, &p.v_pool};
-        for (int kv = 0; kv < 2; ++kv) {
-          const float* s = cpu_ref::At<const float>(*src[kv], t, g);
-          void* d = cpu_ref::At<void>(*dst[kv], page, off, g);
-          if (half) {
-            ToHalf(s, static_cast<uint16_t*>(d), hd);
-          } else {
-            std::memcpy(d, s, static_cast<size_t>(hd) * 4);
-          }
-        }
-      }
+      row(t, slot / page_tokens, slot % page_tokens);
     }
   });
   return absl::OkStatus();
 }
 
-absl::Status RunKvGather(CpuContext& ctx, const KvGatherParams& p) {
-  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckKvGather(p));
-  const int64_t n = p.k.shape[0];
-  const int64_t page_tokens = p.k_pool.shape[1];
-  const int64_t n_slots = p.k_pool.shape[0] * page_tokens;
-  const auto slot_at = [&](int64_t t) {
-    return *reinterpret_cast<const int32_t*>(static_cast<const char*>(p.slots.data) +
-                                             t * p.slots.stride_bytes[0]);
-  };
-  for (int64_t t = 0; t < n; ++t) {
-    TANDEM_RETURN_IF_ERROR(cpu_ref::CheckIndex("kv_gather", "slots", t, slot_at(t), n_slots));
-  }
-  const int64_t kv_heads = p.k.shape[1];
+}  // namespace
+
+absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p) {
+  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckKvWrite(p));
   const int64_t hd = p.k.shape[2];
   const bool half = p.k_pool.dtype == DType::kF16;
-  Rows(ctx, n, kv_heads * hd * 2, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t slot = slot_at(t);
-      const int64_t page = slot / page_tokens;
-      const int64_t off = slot % page_tokens;
-      for (int64_t g = 0; g < kv_heads; ++g) {
-        const TensorView* src[2] = {&p.k_pool, &p.v_pool};
-        const TensorView* dst[2] = {&p.k, &p.v};
-        for (int kv = 0; kv < 2; ++kv) {
-          const void* s = cpu_ref::At<const void>(*src[kv], page, off, g);
-          float* d = cpu_ref::At<float>(*dst[kv], t, g);
-          if (half) {
-            FromHalf(static_cast<const uint16_t*>(s), d, hd);
-          } else {
-            std::memcpy(d, s, static_cast<size_t>(hd) * 4);
-          }
-        }
-      }
-    }
-  });
-  return absl::OkStatus();
+  return ForEachSlot(ctx, "kv_write", p.slots, p.k.shape[0], p.k_pool,
+                     [&](int64_t t, int64_t page, int64_t off) {
+                       for (int64_t g = 0; g < p.k.shape[1]; ++g) {
+                         const TensorView* src[2] = {&p.k, &p.v};
+                         const TensorView* dst[2] = {&p.k_pool, &p.v_pool};
+                         for (int kv = 0; kv < 2; ++kv) {
+                           const float* s = cpu_ref::At<const float>(*src[kv], t, g);
+                           void* d = cpu_ref::At<void>(*dst[kv], page, off, g);
+                           if (half) {
+                             ToHalf(s, static_cast<uint16_t*>(d), hd);
+                           } else {
+                             std::memcpy(d, s, static_cast<size_t>(hd) * 4);
+                           }
+                         }
+                       }
+                     });
+}
+
+absl::Status RunKvGather(CpuContext& ctx, const KvGatherParams& p) {
+  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckKvGather(p));
+  const bool half = p.k_pool.dtype == DType::kF16;
+  return ForEachSlot(ctx, "kv_gather", p.slots, p.k.shape[0], p.k_pool,
+                     [&](int64_t t, int64_t page, int64_t off) {
+                       for (int64_t g = 0; g < p.k.shape[1]; ++g) {
+                         simd::WidenRow(cpu_ref::At<const void>(p.k_pool, page, off, g), half,
+                                        p.k.shape[2], cpu_ref::At<float>(p.k, t, g));
+                         simd::WidenRow(cpu_ref::At<const void>(p.v_pool, page, off, g), half,
+                                        p.k.shape[2], cpu_ref::At<float>(p.v, t, g));
+                       }
+                     });
 }
 
 }  // namespace tandem::kernels::cpu

@@ -1,8 +1,9 @@
 // kernels/cpu/vec_math.h
 //
 // AVX2 helpers shared by the attention and elementwise kernels: a vectorised expf (Cephes-style
-// range reduction + degree-6 polynomial, max relative error ~2e-7 on [-87, 88]) and a horizontal
-// sum. Include only inside a `#pragma GCC target("avx2,fma,f16c")` region, after <immintrin.h>.
+// range reduction + degree-6 polynomial, max relative error ~2e-7 on [-87, 88]), horizontal sum
+// and max, and the widening of a KV pool row to f32. Include only inside a
+// `#pragma GCC target("avx2,fma,f16c")` region, after <immintrin.h>.
 #pragma once
 
 namespace tandem::kernels::cpu::simd {
@@ -46,6 +47,23 @@ inline __m256 Exp8(__m256 x) {
   const __m256 s2 = _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
   return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+// n values of a KV pool row (f16, widened exactly, or f32) into f32 `dst`.
+inline void WidenRow(const void* src, bool f16, int64_t n, float* dst) {
+  int64_t j = 0;
+  if (f16) {
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    for (; j + 8 <= n; j += 8) {
+      _mm256_storeu_ps(dst + j,
+                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + j))));
+    }
+    for (; j < n; ++j) dst[j] = _cvtsh_ss(s[j]);
+  } else {
+    const float* s = static_cast<const float*>(src);
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(s + j));
+    for (; j < n; ++j) dst[j] = s[j];
+  }
 }
 
 }  // namespace tandem::kernels::cpu::simd

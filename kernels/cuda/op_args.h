@@ -76,27 +76,17 @@ struct SoftmaxArgs {
   float scale = 1.0f;
 };
 
-struct KvWriteArgs {
-  const float* k = nullptr;  // [n, n_kv_heads, head_dim]
+// KvWrite (rows -> pools) and KvGather (pools -> rows) share one geometry; the direction is the
+// launcher's. The rows are read-only for KvWrite, the pools for KvGather.
+struct KvCopyArgs {
+  float* k = nullptr;  // [n, n_kv_heads, head_dim]
   int64_t k_stride0 = 0, k_stride1 = 0;
-  const float* v = nullptr;
+  float* v = nullptr;
   int64_t v_stride0 = 0, v_stride1 = 0;
   void* k_pool = nullptr;  // contiguous [num_pages, page_tokens, n_kv_heads, head_dim]
   void* v_pool = nullptr;
   DType pool_dtype = DType::kF32;
   const int32_t* slots = nullptr;
-  int64_t n = 0, n_kv_heads = 0, head_dim = 0, num_pages = 0, page_tokens = 0;
-};
-
-struct KvGatherArgs {
-  const void* k_pool = nullptr;  // contiguous [num_pages, page_tokens, n_kv_heads, head_dim]
-  const void* v_pool = nullptr;
-  DType pool_dtype = DType::kF32;
-  const int32_t* slots = nullptr;
-  float* k = nullptr;  // [n, n_kv_heads, head_dim]
-  int64_t k_stride0 = 0, k_stride1 = 0;
-  float* v = nullptr;
-  int64_t v_stride0 = 0, v_stride1 = 0;
   int64_t n = 0, n_kv_heads = 0, head_dim = 0, num_pages = 0, page_tokens = 0;
 };
 
@@ -183,8 +173,8 @@ cudaError_t LaunchRmsNorm(const RmsNormArgs& a, cudaStream_t stream);
 cudaError_t LaunchRope(const RopeArgs& a, cudaStream_t stream);
 cudaError_t LaunchSwiGlu(const SwiGluArgs& a, cudaStream_t stream);
 cudaError_t LaunchSoftmax(const SoftmaxArgs& a, cudaStream_t stream);
-cudaError_t LaunchKvWrite(const KvWriteArgs& a, cudaStream_t stream);
-cudaError_t LaunchKvGather(const KvGatherArgs& a, cudaStream_t stream);
+cudaError_t LaunchKvWrite(const KvCopyArgs& a, cudaStream_t stream);
+cudaError_t LaunchKvGather(const KvCopyArgs& a, cudaStream_t stream);
 cudaError_t LaunchPagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);
 cudaError_t LaunchSample(const SampleArgs& a, cudaStream_t stream);
 // Adds SALE's estimated blocks to m.keep (which already holds the mandatory ones).

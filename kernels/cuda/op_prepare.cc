@@ -278,66 +278,51 @@ absl::Status CheckPools(std::string_view op, const TensorView& k_pool, const Ten
 
 }  // namespace
 
-absl::StatusOr<KvWriteArgs> PrepareKvWrite(const KvWriteParams& p, int device) {
-  constexpr std::string_view kOp = "kv_write";
-  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "k", p.k, 3, device));
-  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "v", p.v, 3, device));
-  TANDEM_RETURN_IF_ERROR(CheckPools(kOp, p.k_pool, p.v_pool, device));
-  TANDEM_RETURN_IF_ERROR(CheckI32(kOp, "slots", p.slots, 1, device));
-  KvWriteArgs a;
-  a.n = p.k.dim(0);
-  a.n_kv_heads = p.k.dim(1);
-  a.head_dim = p.k.dim(2);
-  a.num_pages = p.k_pool.dim(0);
-  a.page_tokens = p.k_pool.dim(1);
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's tokens", p.v.dim(0), a.n));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's heads", p.v.dim(1), a.n_kv_heads));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's head_dim", p.v.dim(2), a.head_dim));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's heads", p.k_pool.dim(2), a.n_kv_heads));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's head_dim", p.k_pool.dim(3), a.head_dim));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "slots' size", p.slots.dim(0), a.n));
-  a.k = static_cast<const float*>(p.k.data);
-  TANDEM_ASSIGN_OR_RETURN(a.k_stride0, Stride4(kOp, "k", p.k, 0));
-  TANDEM_ASSIGN_OR_RETURN(a.k_stride1, Stride4(kOp, "k", p.k, 1));
-  a.v = static_cast<const float*>(p.v.data);
-  TANDEM_ASSIGN_OR_RETURN(a.v_stride0, Stride4(kOp, "v", p.v, 0));
-  TANDEM_ASSIGN_OR_RETURN(a.v_stride1, Stride4(kOp, "v", p.v, 1));
-  a.k_pool = p.k_pool.data;
-  a.v_pool = p.v_pool.data;
-  a.pool_dtype = p.k_pool.dtype;
-  a.slots = static_cast<const int32_t*>(p.slots.data);
+namespace {
+
+// The geometry KvWrite and KvGather share: f32 rows k and v [n, n_kv_heads, head_dim] on the
+// device, the two pools, and one i32 slot per row.
+absl::StatusOr<KvCopyArgs> PrepareKvCopy(std::string_view op, const TensorView& k,
+                                         const TensorView& v, const TensorView& k_pool,
+                                         const TensorView& v_pool, const TensorView& slots,
+                                         int device) {
+  TANDEM_RETURN_IF_ERROR(CheckF32(op, "k", k, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(op, "v", v, 3, device));
+  TANDEM_RETURN_IF_ERROR(CheckPools(op, k_pool, v_pool, device));
+  TANDEM_RETURN_IF_ERROR(CheckI32(op, "slots", slots, 1, device));
+  KvCopyArgs a;
+  a.n = k.dim(0);
+  a.n_kv_heads = k.dim(1);
+  a.head_dim = k.dim(2);
+  a.num_pages = k_pool.dim(0);
+  a.page_tokens = k_pool.dim(1);
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "v's tokens", v.dim(0), a.n));
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "v's heads", v.dim(1), a.n_kv_heads));
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "v's head_dim", v.dim(2), a.head_dim));
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "k_pool's heads", k_pool.dim(2), a.n_kv_heads));
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "k_pool's head_dim", k_pool.dim(3), a.head_dim));
+  TANDEM_RETURN_IF_ERROR(CheckDim(op, "slots' size", slots.dim(0), a.n));
+  a.k = static_cast<float*>(k.data);
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride0, Stride4(op, "k", k, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.k_stride1, Stride4(op, "k", k, 1));
+  a.v = static_cast<float*>(v.data);
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride0, Stride4(op, "v", v, 0));
+  TANDEM_ASSIGN_OR_RETURN(a.v_stride1, Stride4(op, "v", v, 1));
+  a.k_pool = k_pool.data;
+  a.v_pool = v_pool.data;
+  a.pool_dtype = k_pool.dtype;
+  a.slots = static_cast<const int32_t*>(slots.data);
   return a;
 }
 
-absl::StatusOr<KvGatherArgs> PrepareKvGather(const KvGatherParams& p, int device) {
-  constexpr std::string_view kOp = "kv_gather";
-  TANDEM_RETURN_IF_ERROR(CheckPools(kOp, p.k_pool, p.v_pool, device));
-  TANDEM_RETURN_IF_ERROR(CheckI32(kOp, "slots", p.slots, 1, device));
-  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "k", p.k, 3, device));
-  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "v", p.v, 3, device));
-  KvGatherArgs a;
-  a.n = p.k.dim(0);
-  a.n_kv_heads = p.k.dim(1);
-  a.head_dim = p.k.dim(2);
-  a.num_pages = p.k_pool.dim(0);
-  a.page_tokens = p.k_pool.dim(1);
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's tokens", p.v.dim(0), a.n));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's heads", p.v.dim(1), a.n_kv_heads));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "v's head_dim", p.v.dim(2), a.head_dim));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's heads", p.k_pool.dim(2), a.n_kv_heads));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "k_pool's head_dim", p.k_pool.dim(3), a.head_dim));
-  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "slots' size", p.slots.dim(0), a.n));
-  a.k_pool = p.k_pool.data;
-  a.v_pool = p.v_pool.data;
-  a.pool_dtype = p.k_pool.dtype;
-  a.slots = static_cast<const int32_t*>(p.slots.data);
-  a.k = static_cast<float*>(p.k.data);
-  TANDEM_ASSIGN_OR_RETURN(a.k_stride0, Stride4(kOp, "k", p.k, 0));
-  TANDEM_ASSIGN_OR_RETURN(a.k_stride1, Stride4(kOp, "k", p.k, 1));
-  a.v = static_cast<float*>(p.v.data);
-  TANDEM_ASSIGN_OR_RETURN(a.v_stride0, Stride4(kOp, "v", p.v, 0));
-  TANDEM_ASSIGN_OR_RETURN(a.v_stride1, Stride4(kOp, "v", p.v, 1));
-  return a;
+}  // namespace
+
+absl::StatusOr<KvCopyArgs> PrepareKvWrite(const KvWriteParams& p, int device) {
+  return PrepareKvCopy("kv_write", p.k, p.v, p.k_pool, p.v_pool, p.slots, device);
+}
+
+absl::StatusOr<KvCopyArgs> PrepareKvGather(const KvGatherParams& p, int device) {
+  return PrepareKvCopy("kv_gather", p.k, p.v, p.k_pool, p.v_pool, p.slots, device);
 }
 
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p,

@@ -19,8 +19,8 @@ absl::StatusOr<RmsNormArgs> PrepareRmsNorm(const RmsNormParams& p, int device);
 absl::StatusOr<RopeArgs> PrepareRope(const RopeParams& p, int device);
 absl::StatusOr<SwiGluArgs> PrepareSwiGlu(const SwiGluParams& p, int device);
 absl::StatusOr<SoftmaxArgs> PrepareSoftmax(const SoftmaxParams& p, int device);
-absl::StatusOr<KvWriteArgs> PrepareKvWrite(const KvWriteParams& p, int device);
-absl::StatusOr<KvGatherArgs> PrepareKvGather(const KvGatherParams& p, int device);
+absl::StatusOr<KvCopyArgs> PrepareKvWrite(const KvWriteParams& p, int device);
+absl::StatusOr<KvCopyArgs> PrepareKvGather(const KvGatherParams& p, int device);
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p, int device);
 // Shapes, dtypes, strides and the sparse config; positions are checked by the backend once it has
 // read them (they live on the device).

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/op.h"
+#include "tests/support/nmse.h"
 #include "tests/support/status_matchers.h"
 
 namespace tandem::kernels {
@@ -70,14 +71,7 @@ struct Problem {
   }
 };
 
-double Nmse(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
-    den += double{b[i]} * b[i];
-  }
-  return num / den;
-}
+using ::tandem::testing::Nmse;
 
 SparseConfig Sale(float tau) {
   SparseConfig c;

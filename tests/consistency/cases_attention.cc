@@ -1,5 +1,5 @@
-// kv_write, kv_gather and paged_attention cases. Pools are pre-filled with random data so that writes to the
-// wrong slot and reads of the wrong page both change the compared result.
+// kv_write, kv_gather and paged_attention cases. Pools are pre-filled with random data so that
+// writes to the wrong slot and reads of the wrong page both change the compared result.
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -13,79 +13,62 @@ namespace {
 
 constexpr int64_t kPageTokens = 16;
 
-class KvWriteCase : public OpCase {
+// kv_write: rows written to distinct slots scattered over every page, in no particular order, of
+// pools pre-filled with noise. kv_gather: the order a prefill reads, positions 0..n-1 through a
+// page table of shuffled pages, so a wrong page, offset or widening changes the gathered rows.
+class KvCopyCase : public OpCase {
  public:
-  KvWriteCase(DType pool, int64_t n, int64_t kvh, int64_t hd)
-      : pool_(pool), n_(n), kvh_(kvh), hd_(hd), pages_((n + kPageTokens - 1) / kPageTokens + 4) {}
+  KvCopyCase(bool to_pool, DType pool, int64_t n, int64_t kvh, int64_t hd)
+      : to_pool_(to_pool),
+        pool_(pool),
+        n_(n),
+        kvh_(kvh),
+        hd_(hd),
+        pages_((n + kPageTokens - 1) / kPageTokens + 4) {}
 
-  std::string Op() const override { return "kv_write"; }
+  std::string Op() const override { return to_pool_ ? "kv_write" : "kv_gather"; }
   std::string Vars() const override {
     return absl::StrCat("pool=", AV(DTypeName(pool_)), ",n=", n_, ",kv_heads=", kvh_, ",hd=", hd_,
                         ",page_tokens=", kPageTokens);
   }
-  // Only the written slots of the pools move.
+  // Only the copied rows move.
   double Bytes() const override {
     return static_cast<double>(n_) * kvh_ * hd_ * (2 * 4 + 2 * DTypeBlockBytes(pool_)) + 4 * n_;
   }
 
   void MakeInputs(std::mt19937& rng) override {
-    FillUniform(Add("k", DType::kF32, {n_, kvh_, hd_}, Role::kIn), rng, -4, 4);
-    FillUniform(Add("v", DType::kF32, {n_, kvh_, hd_}, Role::kIn), rng, -4, 4);
-    FillUniform(Add("k_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, Role::kOut), rng, -1, 1);
-    FillUniform(Add("v_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, Role::kOut), rng, -1, 1);
-    // Distinct slots scattered over every page, in no particular order.
-    std::vector<int32_t> all(static_cast<size_t>(pages_ * kPageTokens));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    all.resize(static_cast<size_t>(n_));
-    SetI32(Add("slots", DType::kI32, {n_}, Role::kIn), all);
-  }
-  OpCall MakeCall(const std::vector<TensorView>& v) override {
-    return KvWriteParams{.k = v[0], .v = v[1], .k_pool = v[2], .v_pool = v[3], .slots = v[4]};
-  }
-
- private:
-  DType pool_;
-  int64_t n_, kvh_, hd_, pages_;
-};
-
-// The sequence order a prefill reads: positions 0..n-1 through a page table of shuffled pages, so a
-// wrong page, offset or widening changes the gathered rows.
-class KvGatherCase : public OpCase {
- public:
-  KvGatherCase(DType pool, int64_t n, int64_t kvh, int64_t hd)
-      : pool_(pool), n_(n), kvh_(kvh), hd_(hd), pages_((n + kPageTokens - 1) / kPageTokens + 4) {}
-
-  std::string Op() const override { return "kv_gather"; }
-  std::string Vars() const override {
-    return absl::StrCat("pool=", AV(DTypeName(pool_)), ",n=", n_, ",kv_heads=", kvh_, ",hd=", hd_,
-                        ",page_tokens=", kPageTokens);
-  }
-  double Bytes() const override {
-    return static_cast<double>(n_) * kvh_ * hd_ * (2 * 4 + 2 * DTypeBlockBytes(pool_)) + 4 * n_;
-  }
-
-  void MakeInputs(std::mt19937& rng) override {
-    FillUniform(Add("k_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, Role::kIn), rng, -4, 4);
-    FillUniform(Add("v_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, Role::kIn), rng, -4, 4);
-    std::vector<int32_t> page_of(static_cast<size_t>(pages_));
-    std::iota(page_of.begin(), page_of.end(), 0);
-    std::shuffle(page_of.begin(), page_of.end(), rng);
+    const Role rows = to_pool_ ? Role::kIn : Role::kOut;
+    const Role pools = to_pool_ ? Role::kOut : Role::kIn;
+    FillUniform(Add("k", DType::kF32, {n_, kvh_, hd_}, rows), rng, -4, 4);
+    FillUniform(Add("v", DType::kF32, {n_, kvh_, hd_}, rows), rng, -4, 4);
+    FillUniform(Add("k_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, pools), rng, -1, 1);
+    FillUniform(Add("v_pool", pool_, {pages_, kPageTokens, kvh_, hd_}, pools), rng, -1, 1);
     std::vector<int32_t> slots(static_cast<size_t>(n_));
-    for (int64_t p = 0; p < n_; ++p) {
-      slots[static_cast<size_t>(p)] =
-          static_cast<int32_t>(page_of[static_cast<size_t>(p / kPageTokens)] * kPageTokens +
-                               p % kPageTokens);
+    if (to_pool_) {
+      std::vector<int32_t> all(static_cast<size_t>(pages_ * kPageTokens));
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng);
+      std::copy_n(all.begin(), n_, slots.begin());
+    } else {
+      std::vector<int32_t> page_of(static_cast<size_t>(pages_));
+      std::iota(page_of.begin(), page_of.end(), 0);
+      std::shuffle(page_of.begin(), page_of.end(), rng);
+      for (int64_t p = 0; p < n_; ++p) {
+        slots[static_cast<size_t>(p)] = static_cast<int32_t>(
+            page_of[static_cast<size_t>(p / kPageTokens)] * kPageTokens + p % kPageTokens);
+      }
     }
     SetI32(Add("slots", DType::kI32, {n_}, Role::kIn), slots);
-    Add("k", DType::kF32, {n_, kvh_, hd_}, Role::kOut);
-    Add("v", DType::kF32, {n_, kvh_, hd_}, Role::kOut);
   }
   OpCall MakeCall(const std::vector<TensorView>& v) override {
-    return KvGatherParams{.k_pool = v[0], .v_pool = v[1], .slots = v[2], .k = v[3], .v = v[4]};
+    if (to_pool_) {
+      return KvWriteParams{.k = v[0], .v = v[1], .k_pool = v[2], .v_pool = v[3], .slots = v[4]};
+    }
+    return KvGatherParams{.k_pool = v[2], .v_pool = v[3], .slots = v[4], .k = v[0], .v = v[1]};
   }
 
  private:
+  bool to_pool_;
   DType pool_;
   int64_t n_, kvh_, hd_, pages_;
 };
@@ -187,12 +170,12 @@ class PagedAttentionCase : public OpCase {
 }  // namespace
 
 std::unique_ptr<OpCase> MakeKvWriteCase(DType pool, int64_t n, int64_t kv_heads, int64_t head_dim) {
-  return std::make_unique<KvWriteCase>(pool, n, kv_heads, head_dim);
+  return std::make_unique<KvCopyCase>(true, pool, n, kv_heads, head_dim);
 }
 
 std::unique_ptr<OpCase> MakeKvGatherCase(DType pool, int64_t n, int64_t kv_heads,
                                          int64_t head_dim) {
-  return std::make_unique<KvGatherCase>(pool, n, kv_heads, head_dim);
+  return std::make_unique<KvCopyCase>(false, pool, n, kv_heads, head_dim);
 }
 
 std::unique_ptr<OpCase> MakePagedAttentionCase(DType pool, std::vector<SeqSpec> seqs,

@@ -19,19 +19,12 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/internal/backend_factories.h"
+#include "tests/support/nmse.h"
 
 namespace tandem::kernels {
 namespace {
 
-double Nmse(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return den > 0 ? num / den : num;
-}
+using ::tandem::testing::Nmse;
 
 std::vector<float> RandomFloats(std::mt19937& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
   std::uniform_real_distribution<float> dist(lo, hi);

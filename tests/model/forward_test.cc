@@ -17,6 +17,7 @@
 #include "kernels/model/generator.h"
 #include "kernels/model/model_runner.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/nmse.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_env.h"
 
@@ -85,14 +86,7 @@ class ForwardTest : public ::testing::Test {
 };
 format::GgufFile* ForwardTest::gguf_ = nullptr;
 
-double Nmse(const std::vector<float>& a, const std::vector<float>& ref) {
-  double err = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    err += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
-    norm += double(ref[i]) * ref[i];
-  }
-  return err / std::max(norm, 1e-30);
-}
+using ::tandem::testing::Nmse;
 
 int32_t Argmax(const float* row, int32_t n) {
   return static_cast<int32_t>(std::max_element(row, row + n) - row);
