@@ -59,6 +59,19 @@ void PoisonEntries(void* entries, size_t bytes) {
             cudaSuccess);
 }
 
+// Device room for the tile lists of `list_heads` heads, entries poisoned (PoisonEntries).
+struct ListBuffers {
+  explicit ListBuffers(int list_heads)
+      : entries(fk::FlashTileEntriesBytes(kN, list_heads)),
+        counts(fk::FlashTileCountsBytes(kN, list_heads)) {
+    PoisonEntries(entries.p, fk::FlashTileEntriesBytes(kN, list_heads));
+    lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
+    lists.counts = static_cast<int32_t*>(counts.p);
+  }
+  DeviceBuffer entries, counts;
+  fk::FlashTileLists lists;
+};
+
 class FlashPrefillTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -182,13 +195,9 @@ TEST_F(FlashPrefillTest, SparseWithEveryBlockEqualsDense) {
     DeviceBuffer keep(fk::FlashMaskBytes(kN, kHeads, qbs, kbs));
     ASSERT_CUDA(cudaMemset(keep.p, 1, fk::FlashMaskBytes(kN, kHeads, qbs, kbs)));
     mask.keep = static_cast<uint8_t*>(keep.p);
-    DeviceBuffer entries(fk::FlashTileEntriesBytes(kN, kHeads));
-    DeviceBuffer counts(fk::FlashTileCountsBytes(kN, kHeads));
-    fk::FlashTileLists lists;
-    lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
-    lists.counts = static_cast<int32_t*>(counts.p);
+    ListBuffers buffers(kHeads);
+    fk::FlashTileLists& lists = buffers.lists;
     ASSERT_CUDA(cudaMemset(dout_->p, 0xFF, q_.size() * 2));
-    PoisonEntries(entries.p, fk::FlashTileEntriesBytes(kN, kHeads));
     ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
     ASSERT_CUDA(fk::LaunchFlashPrefillSparse(Shape(), Tensors(), lists, nullptr));
     const std::vector<float> sparse = DownloadOut();
@@ -217,13 +226,9 @@ TEST_F(FlashPrefillTest, RandomMaskMatchesHostReference) {
   DeviceBuffer keep_dev(keep.size());
   ASSERT_CUDA(cudaMemcpy(keep_dev.p, keep.data(), keep.size(), cudaMemcpyHostToDevice));
   mask.keep = static_cast<uint8_t*>(keep_dev.p);
-  DeviceBuffer entries(fk::FlashTileEntriesBytes(kN, kHeads));
-  DeviceBuffer counts(fk::FlashTileCountsBytes(kN, kHeads));
-  fk::FlashTileLists lists;
-  lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
-  lists.counts = static_cast<int32_t*>(counts.p);
+  ListBuffers buffers(kHeads);
+  fk::FlashTileLists& lists = buffers.lists;
   ASSERT_CUDA(cudaMemset(dout_->p, 0xFF, q_.size() * 2));  // NaN until written
-  PoisonEntries(entries.p, fk::FlashTileEntriesBytes(kN, kHeads));
   ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
   ASSERT_CUDA(fk::LaunchFlashPrefillSparse(Shape(), Tensors(), lists, nullptr));
   const std::vector<float> got = DownloadOut();
@@ -274,11 +279,8 @@ TEST_F(FlashPrefillTest, PowerMatchesF32PathBlockForBlock) {
   fk::FlashBlockMask mask;
   DeviceBuffer keep(fk::FlashMaskBytes(kN, 1, 64, 64));
   mask.keep = static_cast<uint8_t*>(keep.p);
-  DeviceBuffer entries(fk::FlashTileEntriesBytes(kN, 1));
-  DeviceBuffer counts(fk::FlashTileCountsBytes(kN, 1));
-  fk::FlashTileLists lists;
-  lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
-  lists.counts = static_cast<int32_t*>(counts.p);
+  ListBuffers buffers(1);
+  fk::FlashTileLists& lists = buffers.lists;
   ASSERT_CUDA(fk::LaunchPowerMask(Shape(), 64, c.power_window_blocks, c.power_sink_blocks, &mask,
                                   nullptr));
   ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
@@ -311,11 +313,8 @@ TEST_F(FlashPrefillTest, SaleCloseToF32Path) {
   DeviceBuffer keep(fk::FlashMaskBytes(kN, kHeads, 64, 32));
   fk::FlashBlockMask mask;
   mask.keep = static_cast<uint8_t*>(keep.p);
-  DeviceBuffer entries(fk::FlashTileEntriesBytes(kN, kHeads));
-  DeviceBuffer counts(fk::FlashTileCountsBytes(kN, kHeads));
-  fk::FlashTileLists lists;
-  lists.entries = static_cast<fk::FlashTileEntry*>(entries.p);
-  lists.counts = static_cast<int32_t*>(counts.p);
+  ListBuffers buffers(kHeads);
+  fk::FlashTileLists& lists = buffers.lists;
   ASSERT_CUDA(fk::LaunchSaleQuantize(shape, Tensors(), ws, nullptr));
   ASSERT_CUDA(fk::LaunchSaleMandatoryMask(shape, cfg, &mask, nullptr));
   ASSERT_CUDA(fk::LaunchBuildTileLists(shape, mask, &lists, nullptr));
