@@ -4,14 +4,16 @@ Starts `tandem serve` (router + one prefill + one decode process on loopback, KV
 data plane) with an API key, then checks: chat and completions, streaming and not, give exactly the
 text `tandem generate` gives in one process for the same prompt (greedy, and seeded sampling);
 stop sequences, max_tokens and usage; 32 concurrent streaming clients each get their own correct
-answer; bad input gets OpenAI-shaped 4xx errors and the server stays up; a node that dies is
-restarted and serving resumes; Ctrl-C (SIGINT) stops every process.
+answer; a streaming client that leaves mid-stream frees its decode slot at once (HTTP 499); bad
+input gets OpenAI-shaped 4xx errors and the server stays up; a node that dies is restarted and
+serving resumes; Ctrl-C (SIGINT) stops every process.
 
 Run: .venv-test/bin/python tests/cluster/serve_openai_test.py --tandem build/cli/tandem
 """
 
 import argparse
 import concurrent.futures
+import http.client
 import json
 import os
 import signal
@@ -151,6 +153,40 @@ class ServeOpenAiTest(unittest.TestCase):
         for name in ("tandem_router_request_phase_seconds", "tandem_router_requests_total",
                      "tandem_router_time_to_first_token_seconds"):
             self.assertIn(name, text)
+
+    # ---- a client that leaves ----
+
+    def test_client_leaving_mid_stream_frees_the_decode_node(self):
+        """A streaming client that closes its connection after three chunks: the router sees the
+        broken write, cancels the decode node's sequence (its running gauge drops to 0 long before
+        the 8,000 tokens asked for could be generated (minutes)), records HTTP 499, and serves the next."""
+        router, decode = self.serve.url(""), f"http://127.0.0.1:{self.serve.ports['decode']}"
+        gone = {"endpoint": "completions", "code": "499"}
+        gone_before = tc.metric(router, "tandem_router_requests_total", gone)
+        conn = http.client.HTTPConnection("127.0.0.1", self.serve.http_port, timeout=60)
+        body = {"model": MODEL_NAME, "prompt": "Count from one to a thousand:", "max_tokens": 8000,
+                "stream": True, "ignore_eos": True, "temperature": 0}
+        conn.request("POST", "/v1/completions", json.dumps(body),
+                     {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"})
+        res = conn.getresponse()
+        self.assertEqual(res.status, 200)
+        chunks = 0
+        while chunks < 3:
+            line = res.readline()
+            self.assertTrue(line, "stream ended early")
+            chunks += line.startswith(b"data: {")
+        self.assertEqual(tc.metric(decode, "tandem_decode_requests_running"), 1.0)
+        left_at = time.time()
+        conn.sock.shutdown(2)  # socket.SHUT_RDWR
+        conn.close()
+        while (tc.metric(decode, "tandem_decode_requests_running") != 0.0 or
+               tc.metric(router, "tandem_router_requests_total", gone) != gone_before + 1):
+            self.assertLess(time.time() - left_at, 10, self.serve.tail())
+            time.sleep(0.1)
+        print(f"decode freed {time.time() - left_at:.2f} s after the client left", file=sys.stderr)
+        self.assertEqual(tc.metric(router, "tandem_router_requests_running"), 0.0)
+        res = self.client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=3)
+        self.assertEqual(len(res.choices), 1)
 
     # ---- concurrency ----
 

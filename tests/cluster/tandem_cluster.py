@@ -116,6 +116,26 @@ def wait_http_ok(url, timeout=60):
     raise RuntimeError(f"{url} not OK in {timeout} s: {last}")
 
 
+def metric(base_url, name, labels=None):
+    """Value of one sample of a process's /metrics (0.0 when absent): `name` with exactly the
+    given labels, e.g. metric(url, "tandem_router_requests_total", {"code": "499", ...})."""
+    status, text = http_json(base_url + "/metrics", timeout=10)
+    if status != 200:
+        raise RuntimeError(f"{base_url}/metrics: HTTP {status}")
+    want = "" if not labels else "{" + ",".join(
+        f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        if key.startswith(name + "{"):
+            inner = key[len(name) + 1:-1]
+            key = name + "{" + ",".join(sorted(inner.split(","))) + "}"
+        if key == name + want:
+            return float(value)
+    return 0.0
+
+
 def tandem_generate(tandem, args, timeout=300):
     """stdout of an in-process `tandem generate` (the single-process baseline), newline stripped."""
     out = subprocess.run([tandem, "generate", f"--model={MODEL}", "--stats=false"] + list(args),
