@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1) FlashPrefillKernel(const FlashPar
     int64_t top_key = -1;  // the last key of the last kept step
 #pragma unroll
     for (int s = 0; s < kStepsPerTile; ++s) {
-      if (key_base[s] > warp_last) wbits &= ~(1u << s);  // wholly above the diagonal (or empty)
+      if (key_base[s] > warp_last) wbits &= ~(1u << s);  // wholly above the diagonal
       if ((wbits >> s) & 1u) top_key = key_base[s] + kFlashKStep - 1;
     }
     if (warp_first >= p.n) wbits = 0;
