@@ -33,4 +33,11 @@ std::string_view SparseMethodName(SparseMethod m) {
   return "unknown";
 }
 
+std::optional<SparseMethod> ParseSparseMethod(std::string_view name) {
+  for (SparseMethod m : {SparseMethod::kDense, SparseMethod::kSale, SparseMethod::kPowerAttention}) {
+    if (name == SparseMethodName(m)) return m;
+  }
+  return std::nullopt;
+}
+
 }  // namespace tandem::kernels

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <variant>
 
@@ -136,8 +137,9 @@ struct SparseConfig {
   int32_t power_sink_blocks = 1;
 };
 
-// "dense", "sale", "power".
+// "dense", "sale", "power"; ParseSparseMethod is the inverse (nullopt for any other name).
 std::string_view SparseMethodName(SparseMethod m);
+std::optional<SparseMethod> ParseSparseMethod(std::string_view name);
 
 // What one AttentionPrefill call computed, counted over (query head, q-block, kv-block) triples that
 // hold at least one causal (query, key) pair, at the method's block sizes (dense: 64 x 64).

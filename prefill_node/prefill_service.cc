@@ -129,15 +129,11 @@ absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& req
 absl::StatusOr<kernels::SparseConfig> PrefillService::SparseFor(std::string_view method) const {
   kernels::SparseConfig c = options_.sparse;
   if (method.empty()) return c;
-  if (method == "dense") {
-    c.method = kernels::SparseMethod::kDense;
-  } else if (method == "sale") {
-    c.method = kernels::SparseMethod::kSale;
-  } else if (method == "power") {
-    c.method = kernels::SparseMethod::kPowerAttention;
-  } else {
+  const std::optional<kernels::SparseMethod> parsed = kernels::ParseSparseMethod(method);
+  if (!parsed.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("unknown sparse_prefill '", AV(method), "'"));
   }
+  c.method = *parsed;
   return c;
 }
 

@@ -22,16 +22,12 @@ TANDEM_FLAG(int32_t, power_sink_blocks, 1, "PowerAttention sink, in 64-token blo
 absl::StatusOr<kernels::SparseConfig> SparseConfigFromFlags() {
   kernels::SparseConfig c;
   const std::string method = GetFlag(FLAGS_prefill_attention);
-  if (method == "dense") {
-    c.method = kernels::SparseMethod::kDense;
-  } else if (method == "sale") {
-    c.method = kernels::SparseMethod::kSale;
-  } else if (method == "power") {
-    c.method = kernels::SparseMethod::kPowerAttention;
-  } else {
+  const std::optional<kernels::SparseMethod> parsed = kernels::ParseSparseMethod(method);
+  if (!parsed.has_value()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--prefill_attention: '", method, "' is not one of dense|sale|power"));
   }
+  c.method = *parsed;
   c.sale_threshold = static_cast<float>(GetFlag(FLAGS_sale_threshold));
   if (!(c.sale_threshold >= 0.0f)) {
     return absl::InvalidArgumentError(

@@ -107,6 +107,17 @@ class DecodeServiceTest : public ::testing::Test {
     decode::testing::PrefilledPrompt prefill;
     std::string transfer_id;  // hex, as the prefill reply carries it
   };
+  // The decode request that continues `shipped`: its reservation and first token.
+  static node_api::DecodeRequest ContinueRequest(const Shipped& shipped, std::string request_id,
+                                                 int64_t max_tokens, absl::Duration deadline) {
+    node_api::DecodeRequest req;
+    req.request_id = std::move(request_id);
+    req.reservation_id = shipped.reservation.target.reservation_id;
+    req.first_token = shipped.prefill.first_token;
+    req.max_tokens = max_tokens;
+    req.deadline_ms = InMs(deadline);
+    return req;
+  }
   absl::StatusOr<Shipped> ReserveAndShip(const std::vector<int32_t>& prompt, int64_t max_tokens,
                                          const kernels::SamplingConfig& sampling, uint64_t seed) {
     node_api::ReserveRequest rr;
@@ -180,14 +191,10 @@ TEST_F(DecodeServiceTest, TransferredKvDecodesLikeGenerate) {
 
     ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, kMaxTokens, sampling, c.seed));
     ASSERT_EQ(shipped.prefill.first_token, expected.tokens.front());
-    node_api::DecodeRequest req;
-    req.request_id = absl::StrCat("r-", c.name);
-    req.reservation_id = shipped.reservation.target.reservation_id;
-    req.first_token = shipped.prefill.first_token;
+    node_api::DecodeRequest req =
+        ContinueRequest(shipped, absl::StrCat("r-", c.name), kMaxTokens, absl::Seconds(30));
     req.sampling.temperature = c.temperature;
     req.sampling.rng_state = shipped.prefill.rng_after_first;
-    req.max_tokens = kMaxTokens;
-    req.deadline_ms = InMs(absl::Seconds(30));
     req.transfer_id = shipped.transfer_id;
 
     Collected got;
@@ -388,13 +395,8 @@ TEST_F(DecodeServiceTest, RejectedTransferIsNackedAndTheDecodeFailsRetryably) {
 TEST_F(DecodeServiceTest, CancelEndsARunningStream) {
   const std::vector<int32_t> prompt = tokenizer_->Encode("Count slowly: one, two,", false);
   ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, 400, {}, 0));
-  node_api::DecodeRequest req;
-  req.request_id = "r-cancel";
-  req.reservation_id = shipped.reservation.target.reservation_id;
-  req.first_token = shipped.prefill.first_token;
-  req.max_tokens = 400;
+  node_api::DecodeRequest req = ContinueRequest(shipped, "r-cancel", 400, absl::Seconds(30));
   req.ignore_eos = true;
-  req.deadline_ms = InMs(absl::Seconds(30));
   absl::Notification first_token;
   std::vector<DecodeEvent> terminals;
   int tokens = 0;
@@ -426,13 +428,8 @@ TEST_F(DecodeServiceTest, CancelEndsARunningStream) {
 TEST_F(DecodeServiceTest, ClientThatGoesAwayCancelsItsSequence) {
   const std::vector<int32_t> prompt = tokenizer_->Encode("Write a long story:", false);
   ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, 400, {}, 0));
-  node_api::DecodeRequest req;
-  req.request_id = "r-gone";
-  req.reservation_id = shipped.reservation.target.reservation_id;
-  req.first_token = shipped.prefill.first_token;
-  req.max_tokens = 400;
+  node_api::DecodeRequest req = ContinueRequest(shipped, "r-gone", 400, absl::Seconds(30));
   req.ignore_eos = true;
-  req.deadline_ms = InMs(absl::Seconds(30));
   const int64_t steps_before = service_->engine_steps();
   // The client hangs up after its first token (PostSse closes the connection).
   EXPECT_THAT(PostSse(Endpoint(), "/internal/v1/decode", node_api::ToJson(req),
@@ -459,14 +456,10 @@ TEST_F(DecodeServiceTest, ClientThatGoesAwayCancelsItsSequence) {
 TEST_F(DecodeServiceTest, DecodeNamingAnotherTransferIsRefusedRetryably) {
   const std::vector<int32_t> prompt = tokenizer_->Encode("The capital of Italy is", false);
   ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, 8, {}, 0));
-  node_api::DecodeRequest req;
-  req.request_id = "r-other-transfer";
-  req.reservation_id = shipped.reservation.target.reservation_id;
+  node_api::DecodeRequest req =
+      ContinueRequest(shipped, "r-other-transfer", 8, absl::Seconds(10));
   req.transfer_id = kv::TransferId::Random().Hex();  // e.g. a retried prefill's transfer
   ASSERT_NE(req.transfer_id, shipped.transfer_id);
-  req.first_token = shipped.prefill.first_token;
-  req.max_tokens = 8;
-  req.deadline_ms = InMs(absl::Seconds(10));
   std::vector<DecodeEvent> events;
   ASSERT_OK(service_->Decode(req, [&events](const DecodeEvent& e) {
     events.push_back(e);
