@@ -20,8 +20,10 @@
 #include "common/model_format/gguf.h"
 #include "kernels/backend.h"
 #include "kernels/model/flags.h"
-#include "kernels/model/generator.h"
 #include "kernels/model/model_runner.h"
+#include "runtime/flags.h"
+#include "runtime/generator.h"
+#include "runtime/loaded_model.h"
 
 TANDEM_FLAG(int32_t, decode_tokens, 128, "Tokens generated per decode measurement.");
 TANDEM_FLAG(int32_t, repeats, 3, "Measurements per configuration; the best is reported.");
@@ -105,45 +107,41 @@ int main(int argc, char** argv) {
   const int threads = GetFlag(model::FLAGS_threads) > 0 ? GetFlag(model::FLAGS_threads)
                                                          : std::thread::hardware_concurrency();
   kernels::SetCpuThreads(threads);
-  auto gguf = format::GgufFile::Open(GetFlag(model::FLAGS_model));
-  if (!gguf.ok()) {
-    std::fprintf(stderr, "decode_bench: %s\n", std::string(gguf.status().message()).c_str());
+  auto options = runtime::ModelOptionsFromFlags();
+  if (!options.ok()) {
+    std::fprintf(stderr, "decode_bench: %s\n", std::string(options.status().message()).c_str());
     return 2;
   }
-  auto backend = kernels::GetBackend(GetFlag(model::FLAGS_backend));
-  auto options = model::RunnerOptionsFromFlags();
-  if (!backend.ok() || !options.ok()) {
-    std::fprintf(stderr, "decode_bench: bad --backend or runner flags\n");
-    return 2;
-  }
-  auto runner = model::ModelRunner::Create(*gguf, **backend, *options);
-  if (!runner.ok()) {
-    std::fprintf(stderr, "decode_bench: %s\n", std::string(runner.status().message()).c_str());
+  auto loaded = runtime::LoadedModel::Load(*options);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "decode_bench: %s\n", std::string(loaded.status().message()).c_str());
     return 1;
   }
-  const auto& config = (*runner)->config();
+  runtime::LoadedModel& model = **loaded;
+  model::ModelRunner* runner = &model.runner();
+  const auto& config = runner->config();
 
   const double read_gbs = ReadBandwidthGBs(threads);
   const double memcpy_gbs = MemcpyGBs();
   std::printf("BENCH membw threads=%d candidate=%.2f baseline=%.2f ratio=%.3f\n", threads, read_gbs,
               memcpy_gbs, read_gbs / memcpy_gbs);
 
-  const int64_t weight_bytes = (*runner)->weights().BytesPerToken();
+  const int64_t weight_bytes = runner->weights().BytesPerToken();
   const int32_t decode_tokens = GetFlag(FLAGS_decode_tokens);
   const std::vector<int32_t> short_prompt = SyntheticPrompt(16, config.vocab_size);
   double best_decode = 0;
   for (int rep = 0; rep < GetFlag(FLAGS_repeats); ++rep) {
-    model::GenerateOptions g;
+    runtime::GenerateOptions g;
     g.max_tokens = decode_tokens;
     g.ignore_eos = true;
-    auto result = model::Generate(**runner, short_prompt, g);
+    auto result = runtime::Generate(*runner, model.kv_cache(), short_prompt, g);
     if (!result.ok()) return 1;
     best_decode = std::max(best_decode, (result->tokens.size() - 1) / result->decode_seconds);
   }
   // KV bytes read per step at the mean context of the run.
   const double mean_context = short_prompt.size() + decode_tokens / 2.0;
   const double kv_bytes = mean_context * config.n_layers * 2.0 * config.kv_dim() *
-                          DTypeBlockBytes(options->kv_dtype);
+                          DTypeBlockBytes(options->kv.dtype);
   const double roofline = read_gbs * 1e9 / (weight_bytes + kv_bytes);
   std::printf("BENCH decode threads=%d,prompt=16,tokens=%d candidate=%.1f baseline=%.1f ratio=%.3f "
               "bytes_per_token=%.1fMB achieved_gbs=%.2f\n",
@@ -154,15 +152,15 @@ int main(int argc, char** argv) {
     const std::vector<int32_t> prompt = SyntheticPrompt(n, config.vocab_size);
     double best = 0;
     for (int rep = 0; rep < GetFlag(FLAGS_repeats); ++rep) {
-      model::GenerateOptions g;
+      runtime::GenerateOptions g;
       g.max_tokens = 1;
-      auto result = model::Generate(**runner, prompt, g);
+      auto result = runtime::Generate(*runner, model.kv_cache(), prompt, g);
       if (!result.ok()) return 1;
       best = std::max(best, n / result->prefill_seconds);
     }
     // Prefill is compute-bound: 2 FLOPs per weight per token, plus causal attention (mean n/2 keys).
     const double flops_per_token =
-        2.0 * MatrixParams((*runner)->weights()) +
+        2.0 * MatrixParams(runner->weights()) +
         4.0 * config.n_layers * config.n_heads * config.head_dim * n / 2.0;
     std::printf("BENCH prefill_%d threads=%d candidate=%.1f gflops=%.1f\n", n, threads, best,
                 best * flops_per_token / 1e9);

@@ -20,8 +20,10 @@
 #include "common/model_format/tokenizer.h"
 #include "kernels/backend.h"
 #include "kernels/model/flags.h"
-#include "kernels/model/generator.h"
 #include "kernels/model/model_runner.h"
+#include "runtime/flags.h"
+#include "runtime/generator.h"
+#include "runtime/loaded_model.h"
 #include "tests/model/long_text.h"
 
 TANDEM_FLAG(std::string, lengths, "1024,2048,4096,8192", "Prompt lengths in tokens.");
@@ -64,26 +66,22 @@ std::vector<int32_t> MakePrompt(const format::Tokenizer& tok, int32_t n, double 
 int main(int argc, char** argv) {
   ParseFlagsOrExit(argc, argv, "Usage: passkey_bench [flags]");
   kernels::SetCpuThreads(GetFlag(model::FLAGS_threads));
-  auto gguf = format::GgufFile::Open(GetFlag(model::FLAGS_model));
-  auto backend = kernels::GetBackend(GetFlag(model::FLAGS_backend));
-  auto options = model::RunnerOptionsFromFlags();
-  if (!gguf.ok() || !backend.ok() || !options.ok()) {
-    std::fprintf(stderr, "passkey_bench: bad --model, --backend or runner flags\n");
+  auto model_options = runtime::ModelOptionsFromFlags();
+  if (!model_options.ok()) {
+    std::fprintf(stderr, "passkey_bench: %s\n", model_options.status().ToString().c_str());
     return 1;
   }
-  auto tokenizer = format::Tokenizer::FromGguf(*gguf);
+  auto loaded = runtime::LoadedModel::Load(*model_options);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "passkey_bench: %s\n", loaded.status().ToString().c_str());
+    return 1;
+  }
+  runtime::LoadedModel& model = **loaded;
+  auto tokenizer = format::Tokenizer::FromGguf(model.gguf());
   if (!tokenizer.ok()) return 1;
   const kernels::SparseMethod methods[] = {kernels::SparseMethod::kDense,
                                            kernels::SparseMethod::kSale,
                                            kernels::SparseMethod::kPowerAttention};
-  std::vector<std::unique_ptr<model::ModelRunner>> runners;
-  for (kernels::SparseMethod m : methods) {
-    model::RunnerOptions o = *options;
-    o.prefill_attention.method = m;
-    auto r = model::ModelRunner::Create(*gguf, **backend, o);
-    if (!r.ok()) return 1;
-    runners.push_back(std::move(r).value());
-  }
   std::mt19937 rng(1234);
   for (double len_d : ParseList(GetFlag(FLAGS_lengths))) {
     const int32_t n = static_cast<int32_t>(len_d);
@@ -96,10 +94,12 @@ int main(int argc, char** argv) {
         const std::vector<int32_t> prompt = MakePrompt(*tokenizer, n, depth, key, rng());
         ++total;
         for (int m = 0; m < 3; ++m) {
-          model::GenerateOptions g;
+          runtime::GenerateOptions g;
           g.max_tokens = 8;
           g.ignore_eos = true;
-          auto result = model::Generate(*runners[m], prompt, g);
+          g.prefill_attention = model_options->runner.prefill_attention;  // knobs from the flags
+          g.prefill_attention->method = methods[m];
+          auto result = runtime::Generate(model.runner(), model.kv_cache(), prompt, g);
           if (!result.ok()) {
             std::fprintf(stderr, "passkey_bench: %s\n", result.status().ToString().c_str());
             return 1;

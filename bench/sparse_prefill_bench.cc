@@ -38,19 +38,25 @@ struct Result {
 };
 
 Result Measure(const format::GgufFile& gguf, kernels::KernelBackend& backend,
-               model::RunnerOptions options, const std::vector<int32_t>& tokens) {
+               model::RunnerOptions options, const model::KvCacheOptions& kv_options,
+               const std::vector<int32_t>& tokens) {
   Result best;
   auto runner = model::ModelRunner::Create(gguf, backend, options);
   if (!runner.ok()) {
     std::fprintf(stderr, "sparse_prefill_bench: %s\n", runner.status().ToString().c_str());
     std::exit(1);
   }
+  auto kv = model::CreateKvCache(backend, (*runner)->config(), kv_options);
+  if (!kv.ok()) {
+    std::fprintf(stderr, "sparse_prefill_bench: %s\n", kv.status().ToString().c_str());
+    std::exit(1);
+  }
   for (int rep = 0; rep < GetFlag(FLAGS_repeats); ++rep) {
-    const model::SeqId seq = (*runner)->kv_cache().AddSequence().value();
+    const model::SeqId seq = (*kv)->AddSequence().value();
     model::ForwardBatch batch;
     batch.Add(seq, tokens, 0, true);
     const auto t0 = std::chrono::steady_clock::now();
-    auto logits = (*runner)->Forward(batch);
+    auto logits = (*runner)->Forward(batch, **kv);
     const double total =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!logits.ok()) {
@@ -60,7 +66,7 @@ Result Measure(const format::GgufFile& gguf, kernels::KernelBackend& backend,
     best.total = std::min(best.total, total);
     best.attention = std::min(best.attention, logits->attention.attention_seconds);
     best.density = logits->attention.density();
-    (*runner)->kv_cache().RemoveSequence(seq);
+    (*kv)->RemoveSequence(seq);
   }
   return best;
 }
@@ -73,7 +79,8 @@ int main(int argc, char** argv) {
   auto gguf = format::GgufFile::Open(GetFlag(model::FLAGS_model));
   auto backend = kernels::GetBackend(GetFlag(model::FLAGS_backend));
   auto options = model::RunnerOptionsFromFlags();
-  if (!gguf.ok() || !backend.ok() || !options.ok()) {
+  auto kv_options = model::KvCacheOptionsFromFlags();
+  if (!gguf.ok() || !backend.ok() || !options.ok() || !kv_options.ok()) {
     std::fprintf(stderr, "sparse_prefill_bench: bad --model, --backend or runner flags\n");
     return 1;
   }
@@ -96,7 +103,7 @@ int main(int argc, char** argv) {
       o.prefill_attention = flags_config;
       o.prefill_attention.method = method;
       o.dense_prefill_kernel = dense_op;
-      results.emplace_back(name, Measure(*gguf, **backend, o, tokens));
+      results.emplace_back(name, Measure(*gguf, **backend, o, *kv_options, tokens));
       std::fprintf(stderr, "%s n=%d attention %.3f s total %.3f s density %.3f\n", name.c_str(), n,
                    results.back().second.attention, results.back().second.total,
                    results.back().second.density);

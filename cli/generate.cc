@@ -5,7 +5,6 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -13,11 +12,16 @@
 #include "common/model_format/chat_template.h"
 #include "common/model_format/gguf.h"
 #include "common/model_format/tokenizer.h"
+#include "common/node_api.h"
 #include "common/status.h"
 #include "kernels/backend.h"
 #include "kernels/model/flags.h"
-#include "kernels/model/generator.h"
 #include "nlohmann/json.hpp"
+#include "runtime/flags.h"
+#include "runtime/generator.h"
+#include "runtime/loaded_model.h"
+#include "runtime/request_checks.h"
+#include "runtime/sampling.h"
 
 namespace tandem::cli {
 
@@ -62,29 +66,15 @@ absl::StatusOr<std::vector<format::ChatMessage>> ParseMessages(std::string text)
   return messages;
 }
 
-bool FileExists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-absl::Status CheckSamplingFlags() {
-  if (GetFlag(FLAGS_max_tokens) < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_tokens: ", GetFlag(FLAGS_max_tokens), " must be >= 0"));
-  }
-  if (GetFlag(FLAGS_temperature) < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--temperature: ", GetFlag(FLAGS_temperature), " must be >= 0"));
-  }
-  if (GetFlag(FLAGS_top_p) <= 0 || GetFlag(FLAGS_top_p) > 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--top_p: ", GetFlag(FLAGS_top_p), " must be in (0, 1]"));
-  }
-  if (GetFlag(FLAGS_top_k) < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--top_k: ", GetFlag(FLAGS_top_k), " must be >= 0"));
-  }
-  return absl::OkStatus();
+// The sampling flags, checked by the same rules as a node's request (named by their flags).
+absl::StatusOr<node_api::Sampling> SamplingFromFlags(const format::ModelConfig& config) {
+  node_api::Sampling s;
+  s.temperature = GetFlag(FLAGS_temperature);
+  s.top_p = GetFlag(FLAGS_top_p);
+  s.top_k = GetFlag(FLAGS_top_k);
+  s.rng_state = static_cast<uint64_t>(GetFlag(FLAGS_seed));
+  TANDEM_RETURN_IF_ERROR(runtime::CheckSampling(s, config, "--"));
+  return s;
 }
 
 // The prompt's token ids from exactly one of --prompt (or an operand), --chat, --messages.
@@ -121,28 +111,24 @@ absl::StatusOr<std::vector<int32_t>> PromptTokens(const std::vector<std::string>
 }  // namespace
 
 absl::Status RunGenerate(const std::vector<std::string>& args) {
-  TANDEM_RETURN_IF_ERROR(CheckSamplingFlags());
-  TANDEM_ASSIGN_OR_RETURN(model::RunnerOptions runner_options, model::RunnerOptionsFromFlags());
-  const std::string model_path = GetFlag(model::FLAGS_model);
-  if (!FileExists(model_path)) {
-    return absl::NotFoundError(absl::StrCat("--model: no such file '", model_path,
-                                            "' (run scripts/setup.sh, or pass --model PATH)"));
+  if (GetFlag(FLAGS_max_tokens) < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_tokens: ", GetFlag(FLAGS_max_tokens), " must be >= 0"));
   }
-  TANDEM_ASSIGN_OR_RETURN(format::GgufFile gguf, format::GgufFile::Open(model_path));
-  TANDEM_ASSIGN_OR_RETURN(format::Tokenizer tokenizer, format::Tokenizer::FromGguf(gguf));
-  TANDEM_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, PromptTokens(args, gguf, tokenizer));
-
+  TANDEM_ASSIGN_OR_RETURN(runtime::ModelOptions model_options, runtime::ModelOptionsFromFlags());
+  model_options.kv.max_seqs = 1;  // one prompt
   kernels::SetCpuThreads(GetFlag(model::FLAGS_threads));
-  TANDEM_ASSIGN_OR_RETURN(kernels::KernelBackend * backend,
-                          kernels::GetBackend(GetFlag(model::FLAGS_backend)));
-  TANDEM_ASSIGN_OR_RETURN(auto runner, model::ModelRunner::Create(gguf, *backend, runner_options));
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> model,
+                          runtime::LoadedModel::Load(model_options));
+  TANDEM_ASSIGN_OR_RETURN(node_api::Sampling sampling, SamplingFromFlags(model->config()));
+  TANDEM_ASSIGN_OR_RETURN(format::Tokenizer tokenizer, format::Tokenizer::FromGguf(model->gguf()));
+  TANDEM_ASSIGN_OR_RETURN(std::vector<int32_t> prompt,
+                          PromptTokens(args, model->gguf(), tokenizer));
 
-  model::GenerateOptions options;
+  runtime::GenerateOptions options;
   options.max_tokens = GetFlag(FLAGS_max_tokens);
-  options.sampling.temperature = static_cast<float>(GetFlag(FLAGS_temperature));
-  options.sampling.top_k = GetFlag(FLAGS_top_k);
-  options.sampling.top_p = static_cast<float>(GetFlag(FLAGS_top_p));
-  options.seed = static_cast<uint64_t>(GetFlag(FLAGS_seed));
+  options.sampling = runtime::ToSamplingConfig(sampling);
+  options.seed = sampling.rng_state;
   options.ignore_eos = GetFlag(FLAGS_ignore_eos);
 
   format::StreamDecoder decoder = tokenizer.NewStreamDecoder();
@@ -152,8 +138,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     std::fflush(stdout);
     return true;
   };
-  TANDEM_ASSIGN_OR_RETURN(model::GenerateResult result,
-                          model::Generate(*runner, prompt, options, on_token));
+  TANDEM_ASSIGN_OR_RETURN(
+      runtime::GenerateResult result,
+      runtime::Generate(model->runner(), model->kv_cache(), prompt, options, on_token));
   const std::string rest = decoder.Flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
@@ -167,8 +154,8 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
                  "tokens/s | finish: %s | backend %s\n",
                  result.prompt_tokens, result.prompt_tokens / std::max(result.prefill_seconds, 1e-9),
                  generated, decode_tps,
-                 result.finish_reason == model::FinishReason::kStop ? "stop" : "length",
-                 std::string(backend->Name()).c_str());
+                 result.finish_reason == runtime::FinishReason::kStop ? "stop" : "length",
+                 std::string(model->backend().Name()).c_str());
   }
   return absl::OkStatus();
 }

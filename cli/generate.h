@@ -2,7 +2,7 @@
 //
 // `tandem generate`: loads the model in-process, renders the prompt (raw text, or chat messages
 // through the file's ChatML template), streams the generated text to stdout and prints timing to
-// stderr. Wiring only; the work is in kernels/model and common/model_format.
+// stderr. Wiring only; the work is in runtime/ and common/model_format.
 #pragma once
 
 #include <string>

@@ -42,6 +42,10 @@ struct BlockKey {
   }
 };
 
+// Tokens per KV block unless the cluster says otherwise (--kv_block_tokens): 5.9 MB per SmolLM2
+// block in f16, so per-object costs vanish (ARCHITECTURE.md §4.5 "Why 256-token blocks").
+inline constexpr int32_t kDefaultKvBlockTokens = 256;
+
 enum class KvLayout : uint8_t { kGqa = 0, kLatent = 1 };
 std::string_view KvLayoutName(KvLayout layout);  // "gqa" | "latent"
 
@@ -57,7 +61,7 @@ struct KvFormat {
   int32_t latent_rank = 0;               // zero for kGqa
   std::array<uint8_t, 32> projection{};  // latent sidecar hash; zero for kGqa
   DType dtype = DType::kF16;             // f32, f16 or bf16
-  int32_t block_tokens = 256;
+  int32_t block_tokens = kDefaultKvBlockTokens;
   std::string ns;  // tenant namespace, "" by default
 
   // InvalidArgument naming the field: dtype not f32/f16/bf16, block_tokens outside 1..65535,

@@ -2,11 +2,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 
 namespace tandem {
 
 TensorView TensorView::Contiguous(void* data, DType dtype, std::initializer_list<int64_t> shape,
                                   Device device) {
+  return Contiguous(data, dtype, absl::MakeConstSpan(shape.begin(), shape.size()), device);
+}
+
+TensorView TensorView::Contiguous(void* data, DType dtype, absl::Span<const int64_t> shape,
+                                  Device device) {
+  TANDEM_CHECK(shape.size() <= kMaxDims) << "TensorView of " << shape.size() << " dims";
   TensorView t;
   t.data = data;
   t.dtype = dtype;

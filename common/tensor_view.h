@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "absl/types/span.h"
 #include "common/dtype.h"
 
 namespace tandem {
@@ -36,6 +37,9 @@ struct TensorView {
 
   // A contiguous row-major view of `shape`.
   static TensorView Contiguous(void* data, DType dtype, std::initializer_list<int64_t> shape,
+                               Device device = {});
+  // The same for a shape known at run time (at most kMaxDims dimensions).
+  static TensorView Contiguous(void* data, DType dtype, absl::Span<const int64_t> shape,
                                Device device = {});
 
   int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }

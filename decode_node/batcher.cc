@@ -8,6 +8,8 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "glog/logging.h"
+#include "runtime/block_io.h"
+#include "runtime/sampling.h"
 
 namespace tandem::decode {
 namespace {
@@ -53,8 +55,8 @@ bool DecodeStream::Pop(std::vector<node_api::DecodeEvent>* out) {
   return true;
 }
 
-Batcher::Batcher(model::ModelRunner& runner, DecodeMetrics* metrics, OnJobEnd on_job_end)
-    : runner_(runner), metrics_(metrics), on_job_end_(std::move(on_job_end)) {
+Batcher::Batcher(model::ModelRunner& runner, model::KvCache& kv, DecodeMetrics* metrics)
+    : runner_(runner), kv_(kv), metrics_(metrics) {
   absl::MutexLock lock(&join_mu_);
   thread_ = std::thread([this] { Loop(); });
 }
@@ -72,7 +74,6 @@ void Batcher::Stop() {
 
 std::shared_ptr<DecodeStream> Batcher::Submit(DecodeJob job) {
   auto stream = std::make_shared<DecodeStream>();
-  const uint64_t reservation_id = job.reservation_id;
   {
     absl::MutexLock lock(&mu_);
     if (!stop_) {
@@ -84,9 +85,9 @@ std::shared_ptr<DecodeStream> Batcher::Submit(DecodeJob job) {
     }
   }
   // The caller handed the reservation to the engine with this job; a job that never joins must
-  // still free it, or the room stays claimed and a drain waits its whole timeout. Called outside
+  // still free it, or the room stays claimed and a drain waits its whole timeout. Released outside
   // mu_, as for a job that ends in the loop.
-  if (on_job_end_) on_job_end_(reservation_id);
+  job.lease.Release();
   stream->Push(ErrorEvent(absl::UnavailableError("decode engine stopped")));
   return stream;
 }
@@ -139,38 +140,26 @@ void Batcher::Loop() {
 
 absl::Status Batcher::Admit(Sequence& s) {
   const DecodeJob& job = s.job;
-  model::PagedKvCache& kv = runner_.kv_cache();
   if (job.prompt_len <= 0 || job.blocks.empty()) {
     return absl::InvalidArgumentError("decode job without prompt KV");
   }
-  TANDEM_ASSIGN_OR_RETURN(s.seq, kv.AddSequence());
-  // The room covers every position ever fed: the prompt, then max_tokens - 1 generated tokens.
-  absl::Status st = kv.Reserve(s.seq, static_cast<int32_t>(job.prompt_len + job.max_tokens));
-  int32_t next = 0;
-  for (size_t b = 0; st.ok() && b < job.blocks.size(); ++b) {
-    const kv::KvBlock& block = job.blocks[b];
-    if (block.pos_begin() != next || block.num_layers() != runner_.config().n_layers) {
-      st = absl::InvalidArgumentError(absl::StrCat(
-          "KV block ", b, " holds positions from ", block.pos_begin(), " and ",
-          block.num_layers(), " layers; expected position ", next, " and ",
-          runner_.config().n_layers, " layers"));
-      break;
-    }
-    for (int layer = 0; st.ok() && layer < block.num_layers(); ++layer) {
-      st = kv.WriteTokens(s.seq, layer, block.pos_begin(), block.k(layer), block.v(layer));
-    }
-    next += block.num_tokens();
+  if (job.blocks.front().pos_begin() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("KV blocks start at position ",
+                                                   job.blocks.front().pos_begin(), ", not 0"));
   }
-  if (st.ok() && next != job.prompt_len) {
-    st = absl::InvalidArgumentError(
-        absl::StrCat("KV blocks hold ", next, " tokens, the job says ", job.prompt_len));
+  TANDEM_ASSIGN_OR_RETURN(s.seq, kv_.AddSequence());
+  // The room covers every position ever fed: the prompt, then max_tokens - 1 generated tokens.
+  absl::Status st = kv_.Reserve(s.seq, static_cast<int32_t>(job.prompt_len + job.max_tokens));
+  if (st.ok()) st = runtime::ImportBlocks(kv_, s.seq, job.blocks);
+  if (st.ok() && kv_.Length(s.seq) != job.prompt_len) {
+    st = absl::InvalidArgumentError(absl::StrCat("KV blocks hold ", kv_.Length(s.seq),
+                                                 " tokens, the job says ", job.prompt_len));
   }
   if (!st.ok()) {
-    kv.RemoveSequence(s.seq);
+    kv_.RemoveSequence(s.seq);
     s.seq = -1;
     return st;
   }
-  kv.SetLength(s.seq, job.prompt_len);
   s.position = job.prompt_len;
   s.last_token = job.first_token;
   s.completion_tokens = 1;
@@ -195,13 +184,9 @@ absl::Status Batcher::Step() {
     rng[i] = s.job.rng_state;
     if (s.first_step_at == absl::InfinitePast()) s.first_step_at = now;
   }
-  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, runner_.Forward(batch));
-  TANDEM_RETURN_IF_ERROR(runner_.backend().Run(kernels::SampleParams{
-      .logits = logits.values,
-      .configs = absl::MakeConstSpan(configs),
-      .rng_states = absl::MakeSpan(rng),
-      .out_tokens = absl::MakeSpan(out)}));
-  TANDEM_RETURN_IF_ERROR(runner_.backend().Synchronize());
+  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, runner_.Forward(batch, kv_));
+  TANDEM_RETURN_IF_ERROR(runtime::SampleRows(runner_.backend(), logits.values, configs,
+                                             absl::MakeSpan(rng), absl::MakeSpan(out)));
   steps_.fetch_add(1);
   if (metrics_ != nullptr) {
     metrics_->Step(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
@@ -234,7 +219,7 @@ absl::Status Batcher::Step() {
 
 void Batcher::Finish(Sequence& s, node_api::DecodeEvent terminal) {
   if (s.stream == nullptr) return;
-  if (s.seq >= 0) runner_.kv_cache().RemoveSequence(s.seq);
+  if (s.seq >= 0) kv_.RemoveSequence(s.seq);
   s.seq = -1;
   const absl::Time now = absl::Now();
   if (terminal.kind == node_api::DecodeEvent::Kind::kDone) {
@@ -243,7 +228,7 @@ void Batcher::Finish(Sequence& s, node_api::DecodeEvent terminal) {
     terminal.timings.decode = Ms(now - first);
   }
   // Room first, then the terminal event: whoever sees the event may reuse the room at once.
-  if (on_job_end_) on_job_end_(s.job.reservation_id);
+  s.job.lease.Release();
   s.stream->Push(std::move(terminal));
   s.stream = nullptr;
 }

@@ -4,17 +4,20 @@
 // ModelRunner; every step it forwards all running sequences together (one token each, one
 // ForwardBatch, a logits row per sequence), samples every row with one Sample call, each row with
 // its request's SamplingConfig and its own rng state, and streams the tokens out. Between steps it
-// admits newly submitted jobs (importing their KV blocks into a fresh PagedKvCache sequence) and
-// drops finished and cancelled ones at once, so sequences join and leave the batch continuously.
+// admits newly submitted jobs (importing their KV blocks into a fresh sequence of the KV cache,
+// whatever its layout) and drops finished and cancelled ones at once, so sequences join and leave
+// the batch continuously.
 //
-// The tokens of a job equal those model::Generate() produces in one process for the same prompt,
+// The tokens of a job equal those runtime::Generate() produces in one process for the same prompt,
 // sampling and seed: the imported KV holds the prompt, the job's first token (sampled by the
 // prefill node) is fed at position prompt_len, and the rng state continues from the prefill
 // node's.
 //
-// Ownership: borrows the runner (which no other thread may touch while the batcher lives) and the
-// metrics. Submit(), Stop() and the DecodeStream are thread-safe; Stop() (or the destructor) ends
-// every unfinished job with an error event.
+// Ownership: borrows the runner and the KV cache (which no other thread may touch while the
+// batcher lives) and the metrics; owns each job's reservation lease while the job is queued or
+// running and releases it as the job leaves, before its terminal event. Submit(), Stop() and the
+// DecodeStream are thread-safe; Stop() (or the destructor) ends every unfinished job with an error
+// event.
 #pragma once
 
 #include <atomic>
@@ -31,6 +34,8 @@
 #include "absl/time/time.h"
 #include "common/node_api.h"
 #include "decode_node/metrics.h"
+#include "decode_node/reservation_lease.h"
+#include "kernels/model/kv_cache.h"
 #include "kernels/model/model_runner.h"
 #include "kernels/op.h"
 #include "kv_store/kv_block.h"
@@ -55,7 +60,7 @@ class DecodeStream {
 
 struct DecodeJob {
   std::string request_id;
-  uint64_t reservation_id = 0;
+  ReservationLease lease;           // the reservation's room, freed as the job leaves
   std::vector<kv::KvBlock> blocks;  // in order, positions [0, prompt_len), the runner's KV dtype
   int32_t prompt_len = 0;
   int32_t first_token = -1;         // completion token 1, already sent to the client
@@ -70,20 +75,16 @@ struct DecodeJob {
 
 class Batcher {
  public:
-  // Called on the engine thread when a job has left the batch (its KV sequence is freed), before
-  // its terminal event is pushed.
-  using OnJobEnd = std::function<void(uint64_t reservation_id)>;
-
-  // `runner` and `metrics` (may be null) are borrowed and must outlive the batcher.
-  Batcher(model::ModelRunner& runner, DecodeMetrics* metrics, OnJobEnd on_job_end);
+  // `runner`, `kv` and `metrics` (may be null) are borrowed and must outlive the batcher.
+  Batcher(model::ModelRunner& runner, model::KvCache& kv, DecodeMetrics* metrics);
   ~Batcher();
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
   // Queues `job` for admission at the next step boundary; never blocks. The stream carries its
   // token events, then done (stop | length, timings) or error (503 retryable when the KV pool
-  // is full or the engine stopped, 499 when cancelled, 500 when the model fails). OnJobEnd runs
-  // exactly once per submitted job, also for one submitted after Stop().
+  // is full or the engine stopped, 499 when cancelled, 500 when the model fails). The job's lease
+  // is released exactly once, also for a job submitted after Stop().
   std::shared_ptr<DecodeStream> Submit(DecodeJob job);
 
   // Ends every unfinished job with an error event and joins the engine thread; later Submit()s
@@ -112,8 +113,8 @@ class Batcher {
   void FailAll(const absl::Status& status);
 
   model::ModelRunner& runner_;
+  model::KvCache& kv_;
   DecodeMetrics* const metrics_;
-  const OnJobEnd on_job_end_;
 
   absl::Mutex mu_;
   std::vector<Sequence> pending_ ABSL_GUARDED_BY(mu_);

@@ -1,42 +1,19 @@
 #include "decode_node/decode_service.h"
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/hash.h"
-#include "common/model_format/fingerprint.h"
 #include "common/model_format/model_config.h"
 #include "common/status.h"
 #include "glog/logging.h"
-#include "kernels/backend.h"
+#include "runtime/request_checks.h"
+#include "runtime/sampling.h"
 
 namespace tandem::decode {
 namespace {
-
-bool FileExists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
-
-absl::Status CheckSampling(const node_api::Sampling& s) {
-  if (!(s.temperature >= 0)) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.temperature ", s.temperature,
-                                                   " must be >= 0"));
-  }
-  if (!(s.top_p > 0 && s.top_p <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p ", s.top_p,
-                                                   " must be in (0, 1]"));
-  }
-  if (s.top_k < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling.top_k ", s.top_k, " must be >= 0"));
-  }
-  return absl::OkStatus();
-}
 
 node_api::DecodeEvent Done(const char* reason, int64_t completion_tokens, absl::Time ready_at) {
   node_api::DecodeEvent e;
@@ -50,10 +27,6 @@ node_api::DecodeEvent Done(const char* reason, int64_t completion_tokens, absl::
 
 }  // namespace
 
-DecodeCall::~DecodeCall() {
-  if (!released_) table_->Release(claim_.id);
-}
-
 DecodeService::DecodeService(const DecodeOptions& options, MetricsRegistry* metrics,
                              const ReservationLimits& limits)
     : options_(options),
@@ -65,60 +38,37 @@ DecodeService::~DecodeService() { Shutdown(); }
 absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const DecodeOptions& options,
                                                                      MetricsRegistry* metrics) {
   TANDEM_RETURN_IF_ERROR(options.Validate());
-  if (!FileExists(options.model_path)) {
-    return absl::NotFoundError(absl::StrCat("--model: no such file '", options.model_path,
-                                            "' (run scripts/setup.sh, or pass --model PATH)"));
-  }
-  TANDEM_ASSIGN_OR_RETURN(format::GgufFile gguf_file, format::GgufFile::Open(options.model_path));
-  auto gguf = std::make_unique<format::GgufFile>(std::move(gguf_file));
-  TANDEM_ASSIGN_OR_RETURN(format::ModelConfig config, format::ModelConfigFromGguf(*gguf));
-
-  model::RunnerOptions runner_options = options.runner;
-  runner_options.max_seqs = options.max_seqs;
-  runner_options.kv_capacity_tokens = options.kv_capacity_tokens;
+  runtime::ModelOptions model_options = options.model;
+  model_options.kv.max_seqs = options.max_seqs;
+  model_options.kv.capacity_tokens = options.kv_capacity_tokens;
+  TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> model,
+                          runtime::LoadedModel::Load(model_options));
   ReservationLimits limits;
   limits.max_seqs = options.max_seqs;
-  limits.page_tokens = runner_options.page_tokens;
-  // The runner's pool rounds capacity up to whole pages; reservations count the same pages.
-  limits.capacity_pages =
-      (int64_t{options.kv_capacity_tokens} + runner_options.page_tokens - 1) /
-      runner_options.page_tokens;
-  limits.context_length = config.context_length;
+  // Reservations count the cache's allocation units, so an admitted request's room always fits.
+  limits.page_tokens = model->kv_cache().allocation_tokens();
+  limits.capacity_pages = model->kv_cache().capacity_tokens() / limits.page_tokens;
+  limits.context_length = model->config().context_length;
   limits.ttl = options.reservation_ttl;
 
   auto service = std::unique_ptr<DecodeService>(new DecodeService(options, metrics, limits));
-  TANDEM_ASSIGN_OR_RETURN(kernels::KernelBackend * backend, kernels::GetBackend(options.backend));
-  TANDEM_ASSIGN_OR_RETURN(service->runner_,
-                          model::ModelRunner::Create(*gguf, *backend, runner_options));
-
-  KvFormat& f = service->kv_format_;
-  f.model = format::ModelFingerprint(*gguf).bytes;
-  f.dtype = runner_options.kv_dtype;
-  f.block_tokens = options.kv_block_tokens;
-  f.ns = options.kv_namespace;
-  TANDEM_RETURN_IF_ERROR(f.Validate());
-  const std::string encoded = f.Encode();
-  service->kv_format_hex_ = HexEncode(absl::MakeConstSpan(
-      reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
-  TANDEM_ASSIGN_OR_RETURN(service->vocab_fingerprint_, format::VocabFingerprintHex(*gguf));
-  service->gguf_ = std::move(gguf);
-
-  DecodeService* self = service.get();
-  service->batcher_ = std::make_unique<Batcher>(
-      *service->runner_, &service->metrics_,
-      [self](uint64_t reservation_id) { self->reservations_.Release(reservation_id); });
+  service->model_ = std::move(model);
+  service->batcher_ = std::make_unique<Batcher>(service->model_->runner(),
+                                                service->model_->kv_cache(), &service->metrics_);
 
   TANDEM_ASSIGN_OR_RETURN(service->transport_,
                           kv::NewTransport(options.transport, {options.node_id, options.epoch}));
   kv::ListenOptions listen;
   listen.host = options.data_host;
   listen.port = static_cast<uint16_t>(options.data_port);
-  listen.format = service->kv_format_;
+  listen.format = service->model_->kv_format();
   TANDEM_ASSIGN_OR_RETURN(service->data_port_,
                           service->transport_->Listen(listen, &service->reservations_));
-  LOG(INFO) << "node=" << options.node_id << " decode service up: model " << options.model_path
-            << ", " << options.max_seqs << " sequences, " << options.kv_capacity_tokens
-            << " KV tokens (" << service->runner_->kv_cache().bytes() << " bytes), "
+  LOG(INFO) << "node=" << options.node_id << " decode service up: model "
+            << options.model.model_path << ", " << options.max_seqs << " sequences, "
+            << options.kv_capacity_tokens << " KV tokens ("
+            << service->model_->kv_cache().layout() << ", "
+            << service->model_->kv_cache().bytes() << " bytes), "
             << options.transport << " data plane on " << options.data_host << ":"
             << service->data_port_;
   return service;
@@ -155,19 +105,17 @@ absl::StatusOr<node_api::ReserveReply> DecodeService::Reserve(
 
 absl::StatusOr<std::unique_ptr<DecodeCall>> DecodeService::StartDecode(
     const node_api::DecodeRequest& req) {
-  const format::ModelConfig& config = runner_->config();
-  if (req.first_token < 0 || req.first_token >= config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat("first_token ", req.first_token,
-                                                   " outside the vocabulary [0, ",
-                                                   config.vocab_size, ")"));
-  }
+  const format::ModelConfig& config = model_->config();
+  TANDEM_RETURN_IF_ERROR(runtime::CheckTokenId(req.first_token, config, "first_token"));
   if (req.max_tokens < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens ", req.max_tokens, " must be >= 1 (the first token counts)"));
   }
-  TANDEM_RETURN_IF_ERROR(CheckSampling(req.sampling));
+  TANDEM_RETURN_IF_ERROR(runtime::CheckSampling(req.sampling, config, "sampling."));
   TANDEM_ASSIGN_OR_RETURN(Claim claim, reservations_.ClaimForDecode(req.reservation_id));
-  auto call = std::unique_ptr<DecodeCall>(new DecodeCall(&reservations_, req, std::move(claim)));
+  ReservationLease lease = reservations_.Lease(claim.id);
+  auto call =
+      std::unique_ptr<DecodeCall>(new DecodeCall(req, std::move(claim), std::move(lease)));
   if (req.max_tokens > call->claim_.max_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens ", req.max_tokens,
                                                    " exceeds the ", call->claim_.max_tokens,
@@ -182,10 +130,7 @@ void DecodeService::RunDecode(DecodeCall& call, const DecodeEventSink& sink) {
                                                   : absl::Now() + options_.reservation_ttl;
   // Every terminal event is written after the room is freed, so a router that saw it may reserve
   // here again at once.
-  auto release = [this, &call] {
-    reservations_.Release(call.claim_.id);
-    call.released_ = true;
-  };
+  auto release = [&call] { call.lease_.Release(); };
   absl::StatusOr<ReceivedKv> kv = reservations_.AwaitTransfer(call.claim_.id, deadline);
   if (!kv.ok()) {
     absl::Status s = kv.status();
@@ -216,7 +161,7 @@ void DecodeService::RunDecode(DecodeCall& call, const DecodeEventSink& sink) {
     sink(ErrorEvent(s));
     return;
   }
-  const std::vector<int32_t>& eog = runner_->config().eog_token_ids;
+  const std::vector<int32_t>& eog = model_->config().eog_token_ids;
   if (!req.ignore_eos && std::find(eog.begin(), eog.end(), req.first_token) != eog.end()) {
     release();
     sink(Done("stop", 0, kv->completed_at));
@@ -229,20 +174,17 @@ void DecodeService::RunDecode(DecodeCall& call, const DecodeEventSink& sink) {
   }
   DecodeJob job;
   job.request_id = req.request_id;
-  job.reservation_id = call.claim_.id;
   job.prompt_len = kv->prompt_len;
   job.blocks = std::move(kv->blocks);
   job.first_token = req.first_token;
-  job.sampling.temperature = static_cast<float>(req.sampling.temperature);
-  job.sampling.top_p = static_cast<float>(req.sampling.top_p);
-  job.sampling.top_k = static_cast<int32_t>(req.sampling.top_k);
+  job.sampling = runtime::ToSamplingConfig(req.sampling);
   job.rng_state = req.sampling.rng_state;
   job.max_tokens = req.max_tokens;
   job.ignore_eos = req.ignore_eos;
   job.cancelled = call.claim_.cancelled;
   job.ready_at = kv->completed_at;
   reservations_.MarkRunning(call.claim_.id);
-  call.released_ = true;  // the engine releases it when the sequence leaves the batch
+  job.lease = std::move(call.lease_);  // the engine releases it when the sequence leaves the batch
   std::shared_ptr<DecodeStream> stream = batcher_->Submit(std::move(job));
 
   std::vector<node_api::DecodeEvent> events;
@@ -276,8 +218,8 @@ node_api::NodeStatus DecodeService::Status(uint64_t /*since*/) {
   st.role = "decode";
   st.epoch = options_.epoch;
   st.ready = !reservations_.draining();
-  st.kv_format = kv_format_hex_;
-  st.vocab_fingerprint = vocab_fingerprint_;
+  st.kv_format = model_->kv_format_hex();
+  st.vocab_fingerprint = model_->vocab_fingerprint_hex();
   const ReservationLoad load = reservations_.Load();
   st.load.queued_tokens = load.queued_tokens;
   st.load.running = load.running;

@@ -1,7 +1,7 @@
 // decode_node/decode_service.h
 //
-// DecodeService: the decode node (ARCHITECTURE.md §2 steps 3, 5, 6; §4.7). It owns the model (GGUF,
-// backend, ModelRunner), the engine (Batcher) that alone drives the runner, the reservation table
+// DecodeService: the decode node (ARCHITECTURE.md §2 steps 3, 5, 6; §4.7). It owns the model (a
+// runtime::LoadedModel: runner and KV cache), the engine (Batcher) that alone drives them, the reservation table
 // that admits requests and receives their KV, and the data-plane Transport listening for prefill
 // nodes. The HTTP layer (http_api.h) is a thin adapter over these calls.
 //
@@ -31,32 +31,31 @@
 #include "decode_node/metrics.h"
 #include "decode_node/options.h"
 #include "decode_node/reservations.h"
-#include "kernels/model/model_runner.h"
 #include "kv_store/transfer/transport.h"
+#include "runtime/loaded_model.h"
 
 namespace tandem::decode {
 
 // Writes one event to the client; false when the client is gone (the request is then cancelled).
 using DecodeEventSink = std::function<bool(const node_api::DecodeEvent& event)>;
 
-// A claimed reservation between StartDecode and RunDecode. Destroying it without RunDecode
-// releases the reservation. Not thread-safe; move-only.
+// A claimed reservation between StartDecode and RunDecode. It holds the reservation's lease until
+// RunDecode frees the room or hands the lease to the engine; destroying it without RunDecode
+// releases the reservation. Not thread-safe.
 class DecodeCall {
  public:
-  ~DecodeCall();
   DecodeCall(const DecodeCall&) = delete;
   DecodeCall& operator=(const DecodeCall&) = delete;
   const node_api::DecodeRequest& request() const { return request_; }
 
  private:
   friend class DecodeService;
-  DecodeCall(ReservationTable* table, node_api::DecodeRequest request, Claim claim)
-      : table_(table), request_(std::move(request)), claim_(std::move(claim)) {}
+  DecodeCall(node_api::DecodeRequest request, Claim claim, ReservationLease lease)
+      : request_(std::move(request)), claim_(std::move(claim)), lease_(std::move(lease)) {}
 
-  ReservationTable* table_;
   node_api::DecodeRequest request_;
   Claim claim_;
-  bool released_ = false;  // the reservation is freed, or the engine frees it
+  ReservationLease lease_;
 };
 
 class DecodeService {
@@ -103,8 +102,8 @@ class DecodeService {
 
   uint16_t data_port() const { return data_port_; }
   const std::string& node_id() const { return options_.node_id; }
-  const KvFormat& kv_format() const { return kv_format_; }
-  const model::ModelRunner& runner() const { return *runner_; }
+  const KvFormat& kv_format() const { return model_->kv_format(); }
+  const format::ModelConfig& model_config() const { return model_->config(); }
   // Decode steps the engine has run so far (for tests and diagnostics).
   int64_t engine_steps() const { return batcher_->steps(); }
 
@@ -115,13 +114,9 @@ class DecodeService {
   const DecodeOptions options_;
   DecodeMetrics metrics_;
   ReservationTable reservations_;
-  std::unique_ptr<format::GgufFile> gguf_;
-  std::unique_ptr<model::ModelRunner> runner_;
+  std::unique_ptr<runtime::LoadedModel> model_;  // its runner and cache: the batcher's alone
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<kv::Transport> transport_;
-  KvFormat kv_format_;
-  std::string kv_format_hex_;
-  std::string vocab_fingerprint_;
   uint16_t data_port_ = 0;
 };
 

@@ -7,17 +7,17 @@
 #include "absl/strings/str_cat.h"
 #include "common/process.h"
 #include "common/status.h"
-#include "kernels/model/flags.h"
 #include "kv_store/options.h"
+#include "runtime/flags.h"
 
 namespace tandem::decode {
 
 TANDEM_FLAG(int32_t, decode_port, 8200, "HTTP port of the decode node (0 = a free port).");
 TANDEM_FLAG(int32_t, decode_data_port, 8201,
             "KV data-plane port of the decode node (0 = a free port).");
-TANDEM_FLAG(int32_t, decode_max_seqs, 32,
+TANDEM_FLAG(int32_t, decode_max_seqs, tandem::decode::DecodeOptions{}.max_seqs,
             "Sequences the decode node reserves and batches at once (see DecodeOptions).");
-TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, 65536,
+TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, tandem::decode::DecodeOptions{}.kv_capacity_tokens,
             "KV tokens of the decode node's pool; 65536 = 1.4 GiB at f16 for SmolLM2.");
 TANDEM_FLAG(int32_t, decode_reservation_ttl_ms, 310000,
             "Longest an unclaimed decode reservation waits for its KV transfer, and is kept after "
@@ -47,9 +47,7 @@ std::string AdvertiseHost(const std::string& listen_host) {
 
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags() {
   DecodeOptions o;
-  o.model_path = GetFlag(model::FLAGS_model);
-  o.backend = GetFlag(model::FLAGS_backend);
-  TANDEM_ASSIGN_OR_RETURN(o.runner, model::RunnerOptionsFromFlags());
+  TANDEM_ASSIGN_OR_RETURN(o.model, runtime::ModelOptionsFromFlags());
   o.max_seqs = GetFlag(FLAGS_decode_max_seqs);
   o.kv_capacity_tokens = GetFlag(FLAGS_decode_kv_capacity_tokens);
   const int32_t ttl_ms = GetFlag(FLAGS_decode_reservation_ttl_ms);
@@ -58,8 +56,6 @@ absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags() {
         absl::StrCat("--decode_reservation_ttl_ms: ", ttl_ms, " must be positive"));
   }
   o.reservation_ttl = absl::Milliseconds(ttl_ms);
-  o.kv_block_tokens = kv::KvBlockTokensFromFlags();
-  o.kv_namespace = kv::KvNamespaceFromFlags();
   TANDEM_ASSIGN_OR_RETURN(kv::DataPlaneOptions data_plane, kv::DataPlaneOptionsFromFlags());
   o.transport = data_plane.transport;
   o.data_host = GetFlag(FLAGS_host);

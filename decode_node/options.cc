@@ -9,7 +9,6 @@ absl::Status DecodeOptions::Validate() const {
   auto bad = [](const char* what, const auto& value, const char* rule) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", value, " ", rule));
   };
-  if (model_path.empty()) return absl::InvalidArgumentError("model_path (--model) is required");
   if (max_seqs <= 0) return bad("max_seqs (--decode_max_seqs)", max_seqs, "must be positive");
   if (kv_capacity_tokens <= 0) {
     return bad("kv_capacity_tokens (--decode_kv_capacity_tokens)", kv_capacity_tokens,
@@ -19,9 +18,6 @@ absl::Status DecodeOptions::Validate() const {
     return bad("reservation_ttl (--decode_reservation_ttl_ms)",
                absl::ToInt64Milliseconds(reservation_ttl), "must be positive");
   }
-  if (kv_block_tokens <= 0 || kv_block_tokens > 65535) {
-    return bad("kv_block_tokens (--kv_block_tokens)", kv_block_tokens, "must be in 1..65535");
-  }
   if (data_port < 0 || data_port > 65535) {
     return bad("data_port (--decode_data_port)", data_port, "must be in 0..65535");
   }
@@ -29,7 +25,7 @@ absl::Status DecodeOptions::Validate() const {
     return absl::InvalidArgumentError("advertise_host (--decode_advertise_host) is empty");
   }
   if (node_id.empty()) return absl::InvalidArgumentError("node_id (--node_id) is empty");
-  TANDEM_RETURN_IF_ERROR(Annotate(runner.Validate(), "runner options"));
+  TANDEM_RETURN_IF_ERROR(model.Validate());
   return absl::OkStatus();
 }
 

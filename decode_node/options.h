@@ -11,19 +11,15 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "kernels/model/model_runner.h"
+#include "runtime/loaded_model.h"
 
 namespace tandem::decode {
 
 struct DecodeOptions {
-  // The GGUF file. Required. Flag: --model
-  std::string model_path;
-  // Kernel backend name for kernels::GetBackend: cpu, cpu_ref or cuda:N. Default: cpu. --backend
-  std::string backend = "cpu";
-  // The runner: KV dtype (also the KvFormat dtype the data plane accepts), page size, chunking.
-  // Its max_seqs and kv_capacity_tokens are overwritten by the two fields below.
-  // Flags: --kv_dtype, --kv_page_tokens, --max_batch_tokens.
-  model::RunnerOptions runner;
+  // The model, its runner and KV cache layout, and the cluster's KvFormat fields (the dtype is
+  // also what the data plane accepts). model.kv's max_seqs and capacity_tokens are set from the
+  // two fields below. Flags: --model, --backend, --kv_dtype, --kv_layout, --kv_block_tokens, ...
+  runtime::ModelOptions model;
   // Sequences decoded at once, and reservations held at once (each holds one slot). More slots
   // raise throughput until the step time grows past the latency target. Default: 32.
   // Flag: --decode_max_seqs
@@ -40,10 +36,6 @@ struct DecodeOptions {
   // deadline_ms is what governs: a shorter ttl drops reservations of prompts whose prefill is
   // merely slow. Default: 310 s. Flag: --decode_reservation_ttl_ms
   absl::Duration reservation_ttl = absl::Seconds(310);
-  // Tokens per KV block, part of the KvFormat. Default: 256. --kv_block_tokens
-  int32_t kv_block_tokens = 256;
-  // Tenant namespace of the KvFormat. Default: "". --kv_namespace
-  std::string kv_namespace;
   // Data plane: transport name ("tcp" | "ucx"), the address it listens on, and the host it tells
   // prefill nodes to send to (Reserve's target.host). Default: tcp on 0.0.0.0:8201.
   // Flags: --transport, --host, --decode_data_port, --decode_advertise_host

@@ -127,6 +127,10 @@ void ReservationTable::MarkRunning(uint64_t id) {
   PublishLocked();
 }
 
+ReservationLease ReservationTable::Lease(uint64_t id) {
+  return ReservationLease(id, [this](uint64_t reservation) { Release(reservation); });
+}
+
 void ReservationTable::Release(uint64_t id) {
   absl::MutexLock lock(&mu_);
   EraseLocked(id);

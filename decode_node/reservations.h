@@ -38,6 +38,7 @@
 #include "absl/time/time.h"
 #include "common/node_api.h"
 #include "decode_node/metrics.h"
+#include "decode_node/reservation_lease.h"
 #include "kv_store/kv_block.h"
 #include "kv_store/transfer/transport.h"
 
@@ -105,8 +106,9 @@ class ReservationTable final : public kv::TransferSink {
   absl::StatusOr<ReceivedKv> AwaitTransfer(uint64_t id, absl::Time deadline);
   // The claimed reservation's sequence joined the engine (for the waiting/running load).
   void MarkRunning(uint64_t id);
-  // Frees the reservation's room. Unknown ids are ignored.
-  void Release(uint64_t id);
+  // The lease that frees reservation `id`'s room when released or dropped: what a claiming decode
+  // call holds and hands to the engine. The table must outlive it.
+  ReservationLease Lease(uint64_t id);
   // Best effort: an unclaimed reservation is released; a claimed one is flagged cancelled (its
   // transfer wait returns, its sequence leaves the batch at the next step). NotFound if unknown.
   absl::Status Cancel(uint64_t id);
@@ -145,6 +147,8 @@ class ReservationTable final : public kv::TransferSink {
     ReceivedKv kv;                // filled while receiving
   };
 
+  // Frees the reservation's room; only a lease calls it. Unknown ids are ignored.
+  void Release(uint64_t id);
   void ExpireLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EraseLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

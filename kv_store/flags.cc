@@ -2,6 +2,7 @@
 // of the cluster's KvFormat.
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
+#include "common/kv_key.h"
 #include "common/status.h"
 #include "kv_store/options.h"
 
@@ -17,7 +18,8 @@ TANDEM_FLAG(int64_t, kv_write_behind_bytes, int64_t{256} << 20,
             "Bytes queued per lower KV tier before puts are dropped.");
 TANDEM_FLAG(int32_t, kv_prefetch_threads, 2, "Threads serving KV prefetches.");
 TANDEM_FLAG(std::string, kv_namespace, "", "Tenant namespace of KV keys (cluster-wide).");
-TANDEM_FLAG(int32_t, kv_block_tokens, 256, "Tokens per KV block (cluster-wide).");
+TANDEM_FLAG(int32_t, kv_block_tokens, tandem::kDefaultKvBlockTokens,
+            "Tokens per KV block (cluster-wide).");
 TANDEM_FLAG(std::string, transport, "tcp",
             "KV data plane between prefill and decode nodes: tcp, or ucx when built with UCX.");
 TANDEM_FLAG(int32_t, kv_transfer_timeout_ms, 5000,

@@ -3,8 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/process.h"
 #include "common/status.h"
-#include "kernels/model/flags.h"
 #include "kv_store/options.h"
+#include "runtime/flags.h"
 
 namespace tandem::prefill {
 
@@ -15,13 +15,8 @@ TANDEM_FLAG(int32_t, prefill_max_waiting, 64,
 
 absl::StatusOr<PrefillOptions> PrefillOptionsFromFlags() {
   PrefillOptions o;
-  o.model_path = GetFlag(model::FLAGS_model);
-  o.backend = GetFlag(model::FLAGS_backend);
-  TANDEM_ASSIGN_OR_RETURN(o.runner, model::RunnerOptionsFromFlags());
-  TANDEM_ASSIGN_OR_RETURN(o.sparse, model::SparseConfigFromFlags());
+  TANDEM_ASSIGN_OR_RETURN(o.model, runtime::ModelOptionsFromFlags());
   o.kv_store = kv::KvStoreOptionsFromFlags();
-  o.kv_block_tokens = kv::KvBlockTokensFromFlags();
-  o.kv_namespace = kv::KvNamespaceFromFlags();
   TANDEM_ASSIGN_OR_RETURN(kv::DataPlaneOptions data_plane, kv::DataPlaneOptionsFromFlags());
   o.transfer_timeout = data_plane.transfer_timeout;
   o.max_waiting = GetFlag(FLAGS_prefill_max_waiting);

@@ -46,9 +46,10 @@ void PrefillMetrics::Tokens(int64_t computed, int64_t reused) {
   tokens_reused_->Increment(static_cast<double>(reused));
 }
 
-void PrefillMetrics::Attention(std::string_view method, double density, double seconds) {
+void PrefillMetrics::Attention(std::string_view method, double density,
+                               std::optional<double> seconds) {
   density_->Labels({std::string(method)}).Observe(density);
-  attention_seconds_->Labels({std::string(method)}).Observe(seconds);
+  if (seconds.has_value()) attention_seconds_->Labels({std::string(method)}).Observe(*seconds);
 }
 
 void PrefillMetrics::TransferDone(std::string_view transport, int64_t bytes, double seconds) {

@@ -7,6 +7,7 @@
 // Ownership: the MetricsRegistry owns every metric and must outlive this object. Thread-safe.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -22,7 +23,8 @@ class PrefillMetrics {
   void SetRunning(int64_t n) { running_->Set(static_cast<double>(n)); }
   void Tokens(int64_t computed, int64_t reused);
   // `method`: dense | sale | power.
-  void Attention(std::string_view method, double density, double seconds);
+  // `seconds` when the attention was timed (always on CPU; on a device only when asked).
+  void Attention(std::string_view method, double density, std::optional<double> seconds);
   void TransferDone(std::string_view transport, int64_t bytes, double seconds);
   // `reason` comes from the Status code (TransferFailureReason), never from its message.
   void TransferFailed(std::string_view transport, const absl::Status& status);

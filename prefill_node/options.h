@@ -11,30 +11,19 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "kernels/model/model_runner.h"
-#include "kernels/op.h"
 #include "kv_store/options.h"
+#include "runtime/loaded_model.h"
 
 namespace tandem::prefill {
 
 struct PrefillOptions {
-  // The GGUF file. Required. Flag: --model
-  std::string model_path;
-  // Kernel backend name for kernels::GetBackend: cpu, cpu_ref or cuda:N. Default: cpu. --backend
-  std::string backend = "cpu";
-  // The runner: KV dtype (also the KvFormat dtype, so a tier hit is bit-identical to recompute),
-  // page size, chunking. max_seqs bounds nothing here (one request computes at a time) but must be
-  // >= 1. Flags: --kv_dtype, --kv_page_tokens, --max_batch_tokens.
-  model::RunnerOptions runner;
-  // The node's default attention for prefill; a request's sparse_prefill overrides the method
-  // only (the knobs stay these). Default: dense. Flags: --prefill_attention, --sale_threshold, ...
-  kernels::SparseConfig sparse;
+  // The model, its runner and KV cache, and the cluster's KvFormat fields. The runner's
+  // prefill_attention is the node's default attention; a request's sparse_prefill overrides the
+  // method only (the knobs stay these). Flags: --model, --backend, --kv_dtype, --prefill_attention,
+  // --kv_block_tokens, ... (runtime/flags.h)
+  runtime::ModelOptions model;
   // Tiers of the node's KV store. Flags: --kv_memory_bytes, --kv_disk_path, --redis_url, ...
   kv::KvStoreOptions kv_store;
-  // Tokens per KV block, part of the KvFormat and of every key. Default: 256. --kv_block_tokens
-  int32_t kv_block_tokens = 256;
-  // Tenant namespace of the KvFormat. Default: "". --kv_namespace
-  std::string kv_namespace;
   // Time a KV transfer may take from Post to the decode node's ACK; the reply waits that long at
   // most. Default: 5 s. --kv_transfer_timeout_ms
   absl::Duration transfer_timeout = absl::Seconds(5);

@@ -1,25 +1,24 @@
 #include "prefill_node/prefill_service.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "common/hash.h"
-#include "common/model_format/fingerprint.h"
 #include "common/status.h"
 #include "glog/logging.h"
-#include "kernels/backend.h"
-#include "prefill_node/sequence_kv.h"
+#include "runtime/block_io.h"
+#include "runtime/sampling.h"
 
 namespace tandem::prefill {
 namespace {
 
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
-absl::Status Bad(BadField* bad, std::string param, std::string message, std::string code = "") {
-  if (bad != nullptr) *bad = BadField{param, std::move(code)};
+absl::Status Bad(BadField* bad, std::string param, std::string message) {
+  if (bad != nullptr) *bad = BadField{param, ""};
   return absl::InvalidArgumentError(absl::StrCat(param, ": ", message));
 }
 
@@ -45,24 +44,9 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
     const PrefillOptions& options, MetricsRegistry& metrics) {
   TANDEM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<PrefillService> s(new PrefillService(options, metrics));
-  TANDEM_ASSIGN_OR_RETURN(format::GgufFile gguf, format::GgufFile::Open(options.model_path));
-  s->gguf_ = std::make_unique<format::GgufFile>(std::move(gguf));
-  TANDEM_ASSIGN_OR_RETURN(kernels::KernelBackend * backend, kernels::GetBackend(options.backend));
-  TANDEM_ASSIGN_OR_RETURN(s->runner_,
-                          model::ModelRunner::Create(*s->gguf_, *backend, options.runner));
-  TANDEM_ASSIGN_OR_RETURN(s->vocab_fingerprint_, format::VocabFingerprintHex(*s->gguf_));
-
-  s->format_.model = format::ModelFingerprint(*s->gguf_).bytes;
-  s->format_.layout = KvLayout::kGqa;
-  s->format_.dtype = options.runner.kv_dtype;
-  s->format_.block_tokens = options.kv_block_tokens;
-  s->format_.ns = options.kv_namespace;
-  TANDEM_RETURN_IF_ERROR(s->format_.Validate());
-  const std::string encoded = s->format_.Encode();
-  s->kv_format_hex_ = HexEncode(
-      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
-  TANDEM_ASSIGN_OR_RETURN(s->store_,
-                          kv::TieredKvStore::Create(options.kv_store, s->format_, metrics));
+  TANDEM_ASSIGN_OR_RETURN(s->model_, runtime::LoadedModel::Load(options.model));
+  TANDEM_ASSIGN_OR_RETURN(
+      s->store_, kv::TieredKvStore::Create(options.kv_store, s->model_->kv_format(), metrics));
 
   PrefillMetrics* m = &s->metrics_;
   s->scheduler_ = std::make_unique<PrefillScheduler>(options.max_waiting,
@@ -70,8 +54,9 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
                                                        m->SetWaiting(load.waiting);
                                                        m->SetRunning(load.running);
                                                      });
-  LOG(INFO) << "node=" << options.node_id << " prefill service ready: model " << options.model_path
-            << ", backend " << backend->Name() << ", kv " << s->format_.DebugString();
+  LOG(INFO) << "node=" << options.node_id << " prefill service ready: model "
+            << options.model.model_path << ", backend " << s->model_->backend().Name() << ", kv "
+            << s->model_->kv_format().DebugString();
   return s;
 }
 
@@ -85,39 +70,15 @@ PrefillService::~PrefillService() {
 
 absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& request,
                                              BadField* bad) const {
-  const format::ModelConfig& config = runner_->config();
-  if (request.tokens.empty()) return Bad(bad, "tokens", "the prompt has no tokens");
-  for (size_t i = 0; i < request.tokens.size(); ++i) {
-    const int32_t t = request.tokens[i];
-    if (t < 0 || t >= config.vocab_size) {
-      return Bad(bad, "tokens",
-                 absl::StrCat("token ", i, " is id ", t, ", outside the vocabulary [0, ",
-                              config.vocab_size, ")"));
-    }
-  }
-  if (static_cast<int64_t>(request.tokens.size()) >= config.context_length) {
-    return Bad(bad, "tokens",
-               absl::StrCat("the prompt has ", request.tokens.size(),
-                            " tokens; the model's context length is ", config.context_length,
-                            " and the prompt must leave room for one generated token"),
-               "context_length_exceeded");
-  }
+  const format::ModelConfig& config = model_->config();
+  // Room for one generated token: the first one, sampled here.
+  TANDEM_RETURN_IF_ERROR(runtime::CheckPrompt(request.tokens, 1, config, "tokens", bad));
   if (!SparseFor(request.sparse_prefill).ok()) {
     return Bad(bad, "sparse_prefill",
                absl::StrCat("'", request.sparse_prefill,
                             "' is not one of \"\" (node default), dense, sale, power"));
   }
-  const node_api::Sampling& s = request.sampling;
-  if (!(s.temperature >= 0)) {
-    return Bad(bad, "sampling.temperature", absl::StrCat(s.temperature, " must be >= 0"));
-  }
-  if (!(s.top_p > 0 && s.top_p <= 1)) {
-    return Bad(bad, "sampling.top_p", absl::StrCat(s.top_p, " must be in (0, 1]"));
-  }
-  if (s.top_k < 0 || s.top_k > config.vocab_size) {
-    return Bad(bad, "sampling.top_k",
-               absl::StrCat(s.top_k, " must be in [0, ", config.vocab_size, "]"));
-  }
+  TANDEM_RETURN_IF_ERROR(runtime::CheckSampling(request.sampling, config, "sampling.", bad));
   if (request.target.host.empty()) return Bad(bad, "target.host", "empty");
   if (request.target.port <= 0 || request.target.port > 65535) {
     return Bad(bad, "target.port", absl::StrCat(request.target.port, " is outside 1..65535"));
@@ -127,7 +88,7 @@ absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& req
 }
 
 absl::StatusOr<kernels::SparseConfig> PrefillService::SparseFor(std::string_view method) const {
-  kernels::SparseConfig c = options_.sparse;
+  kernels::SparseConfig c = options_.model.runner.prefill_attention;
   if (method.empty()) return c;
   const std::optional<kernels::SparseMethod> parsed = kernels::ParseSparseMethod(method);
   if (!parsed.has_value()) {
@@ -207,14 +168,14 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
     const node_api::PrefillRequest& request, absl::Time deadline) {
   const std::vector<int32_t>& tokens = request.tokens;
   const int32_t n = static_cast<int32_t>(tokens.size());
-  const int32_t bt = format_.block_tokens;
+  const int32_t bt = model_->kv_format().block_tokens;
   TANDEM_ASSIGN_OR_RETURN(kernels::SparseConfig sparse, SparseFor(request.sparse_prefill));
   Computed out;
 
   // KV reuse: the longest prefix of whole blocks the store holds, short of the block holding the
   // last prompt token (its logits are needed, and only a forward over it produces them).
   absl::Time start = absl::Now();
-  const std::vector<BlockKey> keys = ChainKeys(format_, tokens);
+  const std::vector<BlockKey> keys = ChainKeys(model_->kv_format(), tokens);
   const size_t reusable = static_cast<size_t>((n - 1) / bt);
   std::vector<kv::KvBlock> hits;
   if (reusable > 0) {
@@ -232,46 +193,38 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
   }
   const int32_t hit_tokens = static_cast<int32_t>(hits.size()) * bt;
 
-  model::PagedKvCache& cache = runner_->kv_cache();
+  model::KvCache& cache = model_->kv_cache();
   TANDEM_ASSIGN_OR_RETURN(model::SeqId seq, cache.AddSequence());
   absl::Cleanup release = [&cache, seq] { cache.RemoveSequence(seq); };
-  TANDEM_RETURN_IF_ERROR(LoadBlocksIntoSequence(cache, seq, hits));
+  TANDEM_RETURN_IF_ERROR(runtime::ImportBlocks(cache, seq, hits));
   out.kv_load_ms = Ms(absl::Now() - start);
   out.cached_tokens = hit_tokens;
 
-  // The rest of the prompt and the first sample, as model::Generate does them.
+  // The rest of the prompt and the first sample, as runtime::Generate does them.
   start = absl::Now();
   model::ForwardBatch batch;
   batch.Add(seq, std::vector<int32_t>(tokens.begin() + hit_tokens, tokens.end()), hit_tokens,
             /*want_last_logits=*/true);
   batch.prefill_attention = sparse;
-  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, runner_->Forward(batch));
-  const kernels::SamplingConfig sampling{
-      .temperature = static_cast<float>(request.sampling.temperature),
-      .top_k = static_cast<int32_t>(request.sampling.top_k),
-      .top_p = static_cast<float>(request.sampling.top_p)};
+  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, model_->runner().Forward(batch, cache));
   uint64_t rng = request.sampling.rng_state;
-  int32_t token = -1;
-  kernels::KernelBackend& backend = runner_->backend();
-  TANDEM_RETURN_IF_ERROR(
-      backend.Run(kernels::SampleParams{.logits = logits.values.Rows(0, 1),
-                                        .configs = absl::MakeConstSpan(&sampling, 1),
-                                        .rng_states = absl::MakeSpan(&rng, 1),
-                                        .out_tokens = absl::MakeSpan(&token, 1)}));
-  TANDEM_RETURN_IF_ERROR(backend.Synchronize());
-  out.first_token = token;
+  TANDEM_ASSIGN_OR_RETURN(
+      out.first_token, runtime::SampleRow(model_->backend(), logits.values, 0,
+                                          runtime::ToSamplingConfig(request.sampling), rng));
   out.rng_state = rng;
   out.attention_method = std::string(kernels::SparseMethodName(logits.attention.method));
   out.attention_density = logits.attention.density();
   metrics_.Attention(out.attention_method, out.attention_density,
-                     logits.attention.attention_seconds);
+                     logits.attention.timed ? std::optional<double>(logits.attention.attention_seconds)
+                                            : std::nullopt);
   metrics_.Tokens(n - hit_tokens, hit_tokens);
 
   // Export: the reused blocks as they came, the computed ones out of the cache.
-  const BlockKey parent = hits.empty() ? format_.Root() : hits.back().key();
+  const KvFormat& format = model_->kv_format();
+  const BlockKey parent = hits.empty() ? format.Root() : hits.back().key();
   TANDEM_ASSIGN_OR_RETURN(std::vector<kv::KvBlock> computed,
-                          ExportSequenceBlocks(cache, seq, runner_->config().n_layers, format_,
-                                               tokens, static_cast<int32_t>(hits.size()), parent));
+                          runtime::ExportBlocks(cache, seq, format, tokens,
+                                                static_cast<int32_t>(hits.size()), parent));
   if (request.store_kv) {
     for (const kv::KvBlock& b : computed) {
       if (b.num_tokens() == bt) store_->PutAsync(b);
@@ -370,8 +323,8 @@ node_api::NodeStatus PrefillService::Status(uint64_t since_event_seq) const {
   s.epoch = options_.epoch;
   s.ready = ready();
   s.degraded = Degraded();
-  s.kv_format = kv_format_hex_;
-  s.vocab_fingerprint = vocab_fingerprint_;
+  s.kv_format = model_->kv_format_hex();
+  s.vocab_fingerprint = model_->vocab_fingerprint_hex();
   const PrefillScheduler::Load load = scheduler_->load();
   s.load.queued_tokens = load.queued_tokens;
   s.load.waiting = load.waiting;

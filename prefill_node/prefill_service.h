@@ -12,8 +12,8 @@
 // the KV after the reply for `resend` (a failed transfer means a new prefill, mostly tier hits
 // then), Ingest.
 //
-// Ownership: owns the GGUF mapping, the runner (used only by the scheduler's worker thread), the
-// KV store and one Transport per transport name (created on first use; it never listens). Borrows
+// Ownership: owns the loaded model (runner and KV cache, used only by the scheduler's worker
+// thread), the KV store and one Transport per transport name (created on first use; it never listens). Borrows
 // the MetricsRegistry, which must outlive it. Thread-safe: Prefill blocks its caller (an HTTP
 // worker) for queue + compute + transfer; Status, Cancel and Drain may run concurrently with it.
 #pragma once
@@ -33,20 +33,19 @@
 #include "common/model_format/gguf.h"
 #include "common/model_format/model_config.h"
 #include "common/node_api.h"
-#include "kernels/model/model_runner.h"
 #include "kv_store/tiered_store.h"
 #include "kv_store/transfer/transport.h"
 #include "prefill_node/metrics.h"
 #include "prefill_node/options.h"
 #include "prefill_node/scheduler.h"
+#include "runtime/loaded_model.h"
+#include "runtime/request_checks.h"
 
 namespace tandem::prefill {
 
-// Which request field a validation error is about, for the HTTP error body's `param` and `code`.
-struct BadField {
-  std::string param;  // "tokens", "sampling.temperature", "target.port", ...
-  std::string code;   // "context_length_exceeded" or empty
-};
+// Which request field a validation error is about ("tokens", "sampling.temperature",
+// "target.port", ...), for the HTTP error body's `param` and `code`.
+using BadField = runtime::BadField;
 
 class PrefillService {
  public:
@@ -88,8 +87,8 @@ class PrefillService {
   // queues and shuts the transports down. Idempotent.
   void Drain();
 
-  const format::ModelConfig& model_config() const { return runner_->config(); }
-  const KvFormat& kv_format() const { return format_; }
+  const format::ModelConfig& model_config() const { return model_->config(); }
+  const KvFormat& kv_format() const { return model_->kv_format(); }
   kv::TieredKvStore& kv_store() { return *store_; }
   const std::string& node_id() const { return options_.node_id; }
   uint64_t epoch() const { return options_.epoch; }
@@ -122,11 +121,9 @@ class PrefillService {
 
   const PrefillOptions options_;
   PrefillMetrics metrics_;
-  std::unique_ptr<format::GgufFile> gguf_;  // the runner's CPU weights point into its mapping
-  std::unique_ptr<model::ModelRunner> runner_;
-  KvFormat format_;
-  std::string kv_format_hex_;
-  std::string vocab_fingerprint_;
+  // The model, runner and KV cache; used only by the scheduler's worker thread, except the const
+  // format and fingerprints.
+  std::unique_ptr<runtime::LoadedModel> model_;
   std::unique_ptr<kv::TieredKvStore> store_;
 
   absl::Mutex transports_mu_;

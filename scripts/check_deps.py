@@ -18,11 +18,14 @@ ALLOWED = {
     "common/model_format": {"common", "common/model_format"},
     "kernels": {"common", "common/model_format", "kernels"},
     "kv_store": {"common", "kv_store"},
-    "prefill_node": {"common", "common/model_format", "kernels", "kv_store", "prefill_node"},
-    "decode_node": {"common", "common/model_format", "kernels", "kv_store", "decode_node"},
+    "runtime": {"common", "common/model_format", "kernels", "kv_store", "runtime"},
+    "prefill_node": {"common", "common/model_format", "kernels", "kv_store", "runtime",
+                     "prefill_node"},
+    "decode_node": {"common", "common/model_format", "kernels", "kv_store", "runtime",
+                    "decode_node"},
     "router": {"common", "common/model_format", "router"},
-    "cli": {"common", "common/model_format", "kernels", "kv_store", "prefill_node", "decode_node",
-            "router", "cli"},
+    "cli": {"common", "common/model_format", "kernels", "kv_store", "runtime", "prefill_node",
+            "decode_node", "router", "cli"},
 }
 # System headers only some folders may see: prefix -> folders allowed.
 FOREIGN = {
@@ -87,6 +90,7 @@ def check(root):
                             dep = {"tandem_common": "common", "tandem_model_format":
                                    "common/model_format", "tandem_kernels": "kernels",
                                    "tandem_model": "kernels", "tandem_kv_store": "kv_store",
+                                   "tandem_runtime": "runtime",
                                    "tandem_prefill": "prefill_node", "tandem_decode": "decode_node",
                                    "tandem_router": "router"}.get(token)
                             if dep and dep not in ALLOWED[owner]:

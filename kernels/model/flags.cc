@@ -7,6 +7,7 @@ namespace tandem::model {
 
 TANDEM_FLAG(std::string, backend, "cpu", "Kernel backend: cpu, cpu_ref (naive reference) or cuda:N.");
 TANDEM_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0 = every hardware thread.");
+TANDEM_FLAG(std::string, kv_layout, "paged", "KV cache layout (kernels/model/kv_layouts.cc): paged.");
 TANDEM_FLAG(std::string, kv_dtype, "f16", "KV cache element type: f16 or f32 (exact, 2x memory).");
 TANDEM_FLAG(int32_t, kv_page_tokens, 16, "Tokens per KV cache page (memory layout only).");
 TANDEM_FLAG(int32_t, max_batch_tokens, 256,
@@ -43,20 +44,6 @@ absl::StatusOr<kernels::SparseConfig> SparseConfigFromFlags() {
 
 absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags() {
   RunnerOptions o;
-  const std::string kv = GetFlag(FLAGS_kv_dtype);
-  if (kv == "f16") {
-    o.kv_dtype = DType::kF16;
-  } else if (kv == "f32") {
-    o.kv_dtype = DType::kF32;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv_dtype: '", kv, "' is not one of f16|f32"));
-  }
-  o.page_tokens = GetFlag(FLAGS_kv_page_tokens);
-  if (o.page_tokens <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--kv_page_tokens: ", o.page_tokens, " must be positive"));
-  }
   o.max_batch_tokens = GetFlag(FLAGS_max_batch_tokens);
   if (o.max_batch_tokens <= 0) {
     return absl::InvalidArgumentError(
@@ -67,6 +54,29 @@ absl::StatusOr<RunnerOptions> RunnerOptionsFromFlags() {
         absl::StrCat("--threads: ", GetFlag(FLAGS_threads), " must be >= 0"));
   }
   TANDEM_ASSIGN_OR_RETURN(o.prefill_attention, SparseConfigFromFlags());
+  return o;
+}
+
+absl::StatusOr<KvCacheOptions> KvCacheOptionsFromFlags() {
+  KvCacheOptions o;
+  o.layout = GetFlag(FLAGS_kv_layout);
+  const std::string kv = GetFlag(FLAGS_kv_dtype);
+  if (kv == "f16") {
+    o.dtype = DType::kF16;
+  } else if (kv == "f32") {
+    o.dtype = DType::kF32;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_dtype: '", kv, "' is not one of f16|f32"));
+  }
+  o.page_tokens = GetFlag(FLAGS_kv_page_tokens);
+  if (o.page_tokens <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv_page_tokens: ", o.page_tokens, " must be positive"));
+  }
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv_layout: ", s.message()));
+  }
   return o;
 }
 

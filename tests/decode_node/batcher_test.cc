@@ -16,7 +16,7 @@
 #include "common/model_format/tokenizer.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "kernels/model/generator.h"
+#include "runtime/generator.h"
 #include "tests/decode_node/decode_test_support.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_env.h"
@@ -83,34 +83,40 @@ TEST(BatcherTest, BatchedGreedyDecodeEqualsSequentialGenerate) {
   ASSERT_OK_AND_ASSIGN(format::GgufFile gguf, format::GgufFile::Open(tandem::testing::ModelPath()));
   ASSERT_OK_AND_ASSIGN(format::Tokenizer tokenizer, format::Tokenizer::FromGguf(gguf));
   ASSERT_OK_AND_ASSIGN(kernels::KernelBackend * backend, kernels::GetBackend("cpu"));
-  model::RunnerOptions options;
-  options.max_seqs = 8;
-  options.kv_capacity_tokens = 2048;
-  ASSERT_OK_AND_ASSIGN(auto reference, model::ModelRunner::Create(gguf, *backend, options));
-  ASSERT_OK_AND_ASSIGN(auto engine_runner, model::ModelRunner::Create(gguf, *backend, options));
+  ASSERT_OK_AND_ASSIGN(decode::testing::TestEngine reference,
+                       decode::testing::MakeEngine(gguf, *backend, 8, 2048));
+  ASSERT_OK_AND_ASSIGN(decode::testing::TestEngine engine,
+                       decode::testing::MakeEngine(gguf, *backend, 8, 2048));
 
   KvFormat format;
-  format.dtype = options.kv_dtype;
+  format.dtype = engine.kv->options().dtype;
   format.block_tokens = 16;  // several blocks per prompt, most with a partial tail
   constexpr int32_t kMaxTokens = 20;
   const kernels::SamplingConfig greedy{};
 
   // Sequential reference, then each prompt's KV and first token as a prefill node would ship them.
+  // Each job's lease records its reservation id when the engine frees it.
+  absl::Mutex ended_mu;
+  std::vector<uint64_t> ended;
   std::vector<std::vector<int32_t>> expected;
   std::vector<DecodeJob> jobs;
   for (const std::string& text : decode::testing::TestPrompts()) {
     const std::vector<int32_t> prompt = tokenizer.Encode(text, /*parse_special=*/false);
-    model::GenerateOptions g;
+    runtime::GenerateOptions g;
     g.max_tokens = kMaxTokens;
     g.ignore_eos = true;  // every job runs all its steps, so the batch really overlaps
-    ASSERT_OK_AND_ASSIGN(model::GenerateResult result, model::Generate(*reference, prompt, g));
+    ASSERT_OK_AND_ASSIGN(runtime::GenerateResult result,
+                         runtime::Generate(*reference.runner, *reference.kv, prompt, g));
     expected.push_back(result.tokens);
     ASSERT_OK_AND_ASSIGN(decode::testing::PrefilledPrompt p,
-                         decode::testing::Prefill(*reference, format, prompt, greedy, 0));
+                         decode::testing::Prefill(reference, format, prompt, greedy, 0));
     ASSERT_EQ(p.first_token, result.tokens.front()) << text;
     DecodeJob job;
     job.request_id = "r-" + std::to_string(jobs.size());
-    job.reservation_id = jobs.size() + 1;
+    job.lease = ReservationLease(jobs.size() + 1, [&ended_mu, &ended](uint64_t id) {
+      absl::MutexLock lock(&ended_mu);
+      ended.push_back(id);
+    });
     job.prompt_len = static_cast<int32_t>(prompt.size());
     job.blocks = std::move(p.blocks);
     job.first_token = p.first_token;
@@ -120,12 +126,7 @@ TEST(BatcherTest, BatchedGreedyDecodeEqualsSequentialGenerate) {
     jobs.push_back(std::move(job));
   }
 
-  absl::Mutex ended_mu;
-  std::vector<uint64_t> ended;
-  Batcher batcher(*engine_runner, nullptr, [&](uint64_t id) {
-    absl::MutexLock lock(&ended_mu);
-    ended.push_back(id);
-  });
+  Batcher batcher(*engine.runner, *engine.kv, nullptr);
   // Job 0 alone, job 1 after 3 tokens of job 0, job 2 after 2 more of job 1, jobs 3 and 4
   // together after 4 more of job 2: each joins a batch already in flight.
   std::vector<std::unique_ptr<StreamReader>> readers;
@@ -168,8 +169,7 @@ TEST(BatcherTest, BatchedGreedyDecodeEqualsSequentialGenerate) {
   EXPECT_LT(batcher.steps(), generated);
   absl::MutexLock lock(&ended_mu);
   EXPECT_EQ(ended.size(), readers.size());
-  EXPECT_EQ(engine_runner->kv_cache().free_pages(),
-            engine_runner->kv_cache().options().num_pages);  // every sequence left
+  EXPECT_EQ(engine.kv->free_pages(), engine.kv->num_pages());  // every sequence left
 }
 
 // Why batched decode can be token-identical at all: on this backend a row's logits do not depend
@@ -180,25 +180,25 @@ TEST(BatcherTest, BatchedRowsGiveBitIdenticalLogits) {
   ASSERT_OK_AND_ASSIGN(format::GgufFile gguf, format::GgufFile::Open(tandem::testing::ModelPath()));
   ASSERT_OK_AND_ASSIGN(format::Tokenizer tokenizer, format::Tokenizer::FromGguf(gguf));
   ASSERT_OK_AND_ASSIGN(kernels::KernelBackend * backend, kernels::GetBackend("cpu"));
-  model::RunnerOptions options;
-  options.max_seqs = 8;
-  options.kv_capacity_tokens = 2048;
-  ASSERT_OK_AND_ASSIGN(auto runner, model::ModelRunner::Create(gguf, *backend, options));
+  ASSERT_OK_AND_ASSIGN(decode::testing::TestEngine engine,
+                       decode::testing::MakeEngine(gguf, *backend, 8, 2048));
+  model::ModelRunner* runner = engine.runner.get();
+  model::PagedKvCache& kv = *engine.kv;
   const std::vector<std::string> texts = decode::testing::TestPrompts();
   std::vector<model::SeqId> seqs;
   std::vector<int32_t> lengths;
   model::ForwardBatch step;
   for (const std::string& text : texts) {
     const std::vector<int32_t> prompt = tokenizer.Encode(text, false);
-    ASSERT_OK_AND_ASSIGN(model::SeqId seq, runner->kv_cache().AddSequence());
+    ASSERT_OK_AND_ASSIGN(model::SeqId seq, kv.AddSequence());
     model::ForwardBatch prefill;
     prefill.Add(seq, prompt, 0, false);
-    ASSERT_OK(runner->Forward(prefill));
+    ASSERT_OK(runner->Forward(prefill, kv));
     step.Add(seq, {prompt.back()}, static_cast<int32_t>(prompt.size()), true);
     seqs.push_back(seq);
     lengths.push_back(static_cast<int32_t>(prompt.size()));
   }
-  ASSERT_OK_AND_ASSIGN(model::Logits batched_logits, runner->Forward(step));
+  ASSERT_OK_AND_ASSIGN(model::Logits batched_logits, runner->Forward(step, kv));
   ASSERT_OK_AND_ASSIGN(std::vector<float> batched, batched_logits.ToHost(*backend));
   const int64_t vocab = runner->config().vocab_size;
   int identical_rows = 0;
@@ -206,7 +206,7 @@ TEST(BatcherTest, BatchedRowsGiveBitIdenticalLogits) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     model::ForwardBatch single;  // same token, same position: rewinds and rewrites the same KV
     single.Add(seqs[i], {step.tokens[i]}, lengths[i], true);
-    ASSERT_OK_AND_ASSIGN(model::Logits single_logits, runner->Forward(single));
+    ASSERT_OK_AND_ASSIGN(model::Logits single_logits, runner->Forward(single, kv));
     ASSERT_OK_AND_ASSIGN(std::vector<float> row, single_logits.ToHost(*backend));
     bool same = true;
     for (int64_t v = 0; v < vocab; ++v) {
@@ -225,15 +225,13 @@ TEST(BatcherTest, CancelledJobLeavesTheBatch) {
   ASSERT_OK_AND_ASSIGN(format::GgufFile gguf, format::GgufFile::Open(tandem::testing::ModelPath()));
   ASSERT_OK_AND_ASSIGN(format::Tokenizer tokenizer, format::Tokenizer::FromGguf(gguf));
   ASSERT_OK_AND_ASSIGN(kernels::KernelBackend * backend, kernels::GetBackend("cpu"));
-  model::RunnerOptions options;
-  options.max_seqs = 2;
-  options.kv_capacity_tokens = 1024;
-  ASSERT_OK_AND_ASSIGN(auto runner, model::ModelRunner::Create(gguf, *backend, options));
+  ASSERT_OK_AND_ASSIGN(decode::testing::TestEngine engine,
+                       decode::testing::MakeEngine(gguf, *backend, 2, 1024));
   KvFormat format;
-  format.dtype = options.kv_dtype;
+  format.dtype = engine.kv->options().dtype;
   const std::vector<int32_t> prompt = tokenizer.Encode("Count to a hundred: 1, 2, 3,", false);
   ASSERT_OK_AND_ASSIGN(decode::testing::PrefilledPrompt p,
-                       decode::testing::Prefill(*runner, format, prompt, {}, 0));
+                       decode::testing::Prefill(engine, format, prompt, {}, 0));
   DecodeJob job;
   job.prompt_len = static_cast<int32_t>(prompt.size());
   job.blocks = std::move(p.blocks);
@@ -241,7 +239,7 @@ TEST(BatcherTest, CancelledJobLeavesTheBatch) {
   job.max_tokens = 500;
   job.ignore_eos = true;
   auto cancelled = job.cancelled;
-  Batcher batcher(*runner, nullptr, nullptr);
+  Batcher batcher(*engine.runner, *engine.kv, nullptr);
   StreamReader reader(batcher.Submit(std::move(job)));
   ASSERT_TRUE(reader.WaitTokens(2, absl::Seconds(60)));
   cancelled->store(true);
@@ -249,27 +247,25 @@ TEST(BatcherTest, CancelledJobLeavesTheBatch) {
   EXPECT_EQ(reader.terminal().kind, DecodeEvent::Kind::kError);
   EXPECT_EQ(reader.terminal().http_status, 499);
   EXPECT_LT(reader.tokens().size(), 499u);
-  EXPECT_EQ(runner->kv_cache().free_pages(), runner->kv_cache().options().num_pages);
+  EXPECT_EQ(engine.kv->free_pages(), engine.kv->num_pages());
 }
 
 TEST(BatcherTest, JobSubmittedAfterStopStillEndsItsReservation) {
   ASSERT_OK_AND_ASSIGN(format::GgufFile gguf, format::GgufFile::Open(tandem::testing::ModelPath()));
   ASSERT_OK_AND_ASSIGN(kernels::KernelBackend * backend, kernels::GetBackend("cpu"));
-  model::RunnerOptions options;
-  options.max_seqs = 1;
-  options.kv_capacity_tokens = 64;
-  ASSERT_OK_AND_ASSIGN(auto runner, model::ModelRunner::Create(gguf, *backend, options));
+  ASSERT_OK_AND_ASSIGN(decode::testing::TestEngine engine,
+                       decode::testing::MakeEngine(gguf, *backend, 1, 64));
   absl::Mutex mu;
   std::vector<uint64_t> ended;
-  Batcher batcher(*runner, nullptr, [&](uint64_t reservation_id) {
-    absl::MutexLock lock(&mu);
-    ended.push_back(reservation_id);
-  });
+  Batcher batcher(*engine.runner, *engine.kv, nullptr);
   batcher.Stop();
   // The decode service hands the reservation to the engine as it submits; an HTTP call racing
   // the shutdown submits after Stop() and must still get its reservation freed.
   DecodeJob job;
-  job.reservation_id = 42;
+  job.lease = ReservationLease(42, [&](uint64_t reservation_id) {
+    absl::MutexLock lock(&mu);
+    ended.push_back(reservation_id);
+  });
   job.prompt_len = 4;
   job.first_token = 1;
   job.max_tokens = 8;

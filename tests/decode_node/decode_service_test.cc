@@ -23,7 +23,7 @@
 #include "decode_node/http_api.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "kernels/model/generator.h"
+#include "runtime/generator.h"
 #include "kv_store/transfer/transport.h"
 #include "tests/decode_node/decode_test_support.h"
 #include "tests/support/status_matchers.h"
@@ -41,10 +41,10 @@ constexpr int32_t kMaxSeqs = 4;
 
 DecodeOptions TestOptions() {
   DecodeOptions o;
-  o.model_path = tandem::testing::ModelPath();
+  o.model.model_path = tandem::testing::ModelPath();
   o.max_seqs = kMaxSeqs;
   o.kv_capacity_tokens = kCapacityTokens;
-  o.kv_block_tokens = kBlockTokens;
+  o.model.kv_block_tokens = kBlockTokens;
   o.data_host = "127.0.0.1";
   o.data_port = 0;
   o.advertise_host = "127.0.0.1";
@@ -72,12 +72,9 @@ class DecodeServiceTest : public ::testing::Test {
     tokenizer_ = new format::Tokenizer(std::move(*tokenizer));
     auto backend = kernels::GetBackend("cpu");
     ASSERT_OK(backend);
-    model::RunnerOptions ro;
-    ro.max_seqs = 2;
-    ro.kv_capacity_tokens = 1024;
-    auto runner = model::ModelRunner::Create(*gguf_, **backend, ro);
-    ASSERT_OK(runner);
-    reference_ = runner->release();
+    auto engine = decode::testing::MakeEngine(*gguf_, **backend, 2, 1024);
+    ASSERT_OK(engine);
+    reference_ = new decode::testing::TestEngine(std::move(*engine));
     HttpServerOptions ho;
     ho.host = "127.0.0.1";
     ho.port = 0;
@@ -151,7 +148,7 @@ class DecodeServiceTest : public ::testing::Test {
   static DecodeService* service_;
   static format::GgufFile* gguf_;
   static format::Tokenizer* tokenizer_;
-  static model::ModelRunner* reference_;
+  static decode::testing::TestEngine* reference_;
   static HttpServer* http_;
   static kv::Transport* sender_;
 };
@@ -160,7 +157,7 @@ MetricsRegistry* DecodeServiceTest::metrics_ = nullptr;
 DecodeService* DecodeServiceTest::service_ = nullptr;
 format::GgufFile* DecodeServiceTest::gguf_ = nullptr;
 format::Tokenizer* DecodeServiceTest::tokenizer_ = nullptr;
-model::ModelRunner* DecodeServiceTest::reference_ = nullptr;
+decode::testing::TestEngine* DecodeServiceTest::reference_ = nullptr;
 HttpServer* DecodeServiceTest::http_ = nullptr;
 kv::Transport* DecodeServiceTest::sender_ = nullptr;
 
@@ -183,11 +180,12 @@ TEST_F(DecodeServiceTest, TransferredKvDecodesLikeGenerate) {
     SCOPED_TRACE(c.name);
     kernels::SamplingConfig sampling;
     sampling.temperature = c.temperature;
-    model::GenerateOptions g;
+    runtime::GenerateOptions g;
     g.max_tokens = kMaxTokens;
     g.sampling = sampling;
     g.seed = c.seed;
-    ASSERT_OK_AND_ASSIGN(model::GenerateResult expected, model::Generate(*reference_, prompt, g));
+    ASSERT_OK_AND_ASSIGN(runtime::GenerateResult expected,
+                         runtime::Generate(*reference_->runner, *reference_->kv, prompt, g));
 
     ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, kMaxTokens, sampling, c.seed));
     ASSERT_EQ(shipped.prefill.first_token, expected.tokens.front());
@@ -221,7 +219,7 @@ TEST_F(DecodeServiceTest, TransferredKvDecodesLikeGenerate) {
     const DecodeEvent& done = got.terminals[0];
     ASSERT_EQ(done.kind, DecodeEvent::Kind::kDone) << done.message;
     EXPECT_EQ(done.finish_reason,
-              expected.finish_reason == model::FinishReason::kStop ? "stop" : "length");
+              expected.finish_reason == runtime::FinishReason::kStop ? "stop" : "length");
     EXPECT_EQ(done.completion_tokens, static_cast<int64_t>(expected.tokens.size()));
     size_t agree = 0;
     while (agree < std::min(got.tokens.size(), expected.tokens.size()) &&
@@ -244,7 +242,7 @@ TEST_F(DecodeServiceTest, FirstTokenEndOfGenerationStopsAtOnce) {
   ASSERT_OK_AND_ASSIGN(Shipped shipped, ReserveAndShip(prompt, 8, {}, 0));
   node_api::DecodeRequest req;
   req.reservation_id = shipped.reservation.target.reservation_id;
-  req.first_token = service_->runner().config().eog_token_ids.front();
+  req.first_token = service_->model_config().eog_token_ids.front();
   req.max_tokens = 8;
   req.deadline_ms = InMs(absl::Seconds(10));
   std::vector<DecodeEvent> events;

@@ -134,7 +134,7 @@ TEST_F(ReservationTableTest, TransferArrivingAfterTheTtlIsKeptAndItsClockRestart
               absl::ToDoubleMilliseconds(ended_at - reserved_at - ttl),
               absl::ToDoubleMilliseconds(ttl / 2),
               absl::ToDoubleMilliseconds(absl::Now() - before_end));
-  table.Release(claim.id);
+  table.Lease(claim.id).Release();
   EXPECT_EQ(table.Load().reservations, 0);
   EXPECT_EQ(table.Load().kv_free_ratio, 1.0);
 }
@@ -205,7 +205,7 @@ TEST_F(ReservationTableTest, TransferShortOfTheReservedPromptIsRejected) {
   ASSERT_OK_AND_ASSIGN(Claim claim, table.ClaimForDecode(r.id));
   EXPECT_THAT(table.AwaitTransfer(claim.id, absl::Now() + absl::Seconds(5)),
               StatusIs(absl::StatusCode::kUnavailable, "KV transfer failed"));
-  table.Release(claim.id);
+  table.Lease(claim.id).Release();
   EXPECT_EQ(table.Load().reservations, 0);
 }
 
@@ -230,7 +230,7 @@ TEST_F(ReservationTableTest, CloseWakesADecodeCallWaitingForItsTransfer) {
   EXPECT_TRUE(table.draining());
   EXPECT_THAT(table.Reserve(Request(10, 10)), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(table.ClaimForDecode(r.id), StatusIs(absl::StatusCode::kUnavailable));
-  table.Release(claim.id);
+  table.Lease(claim.id).Release();
   EXPECT_TRUE(table.WaitEmpty(absl::Now() + absl::Seconds(1)));
 }
 

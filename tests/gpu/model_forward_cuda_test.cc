@@ -21,6 +21,7 @@
 #include "kernels/backend.h"
 #include "kernels/internal/backend_factories.h"
 #include "kernels/model/model_runner.h"
+#include "kernels/model/paged_kv_cache.h"
 #include "tests/model_format/gguf_writer.h"
 #include "tests/support/nmse.h"
 
@@ -151,28 +152,39 @@ class ModelForwardCudaTest : public ::testing::Test {
     delete gguf_;
     gguf_ = nullptr;
   }
-  std::unique_ptr<ModelRunner> MakeRunner(std::string_view backend_name, RunnerOptions options) {
+  // A runner and the KV cache its calls borrow; null members when the backend is missing.
+  struct Engine {
+    std::unique_ptr<ModelRunner> runner;
+    std::unique_ptr<PagedKvCache> kv;
+    explicit operator bool() const { return runner != nullptr && kv != nullptr; }
+  };
+  Engine MakeEngine(std::string_view backend_name, RunnerOptions options,
+                    KvCacheOptions kv_options = {}) {
     auto backend = kernels::GetBackend(backend_name);
     EXPECT_TRUE(backend.ok()) << backend.status();
-    if (!backend.ok() || gguf_ == nullptr) return nullptr;
+    if (!backend.ok() || gguf_ == nullptr) return {};
     auto runner = ModelRunner::Create(*gguf_, **backend, options);
     EXPECT_TRUE(runner.ok()) << runner.status();
-    return runner.ok() ? std::move(runner).value() : nullptr;
+    if (!runner.ok()) return {};
+    auto kv = PagedKvCache::Create(**backend, (*runner)->config(), kv_options);
+    EXPECT_TRUE(kv.ok()) << kv.status();
+    if (!kv.ok()) return {};
+    return Engine{std::move(runner).value(), std::move(kv).value()};
   }
   // Logits of `rows` (positions in the prompt) of one fresh sequence, and what attention computed.
-  static std::vector<float> PromptLogits(ModelRunner& runner, const std::vector<int32_t>& tokens,
+  static std::vector<float> PromptLogits(Engine& e, const std::vector<int32_t>& tokens,
                                          const std::vector<int32_t>& rows,
                                          PrefillAttentionReport* report = nullptr) {
-    SeqId seq = runner.kv_cache().AddSequence().value();
+    SeqId seq = e.kv->AddSequence().value();
     ForwardBatch batch;
     batch.Add(seq, tokens, 0, false);
     batch.logit_rows = rows;
-    auto logits = runner.Forward(batch);
+    auto logits = e.runner->Forward(batch, *e.kv);
     EXPECT_TRUE(logits.ok()) << logits.status();
     if (!logits.ok()) return {};
     if (report != nullptr) *report = logits->attention;
-    std::vector<float> out = logits->ToHost(runner.backend()).value();
-    runner.kv_cache().RemoveSequence(seq);
+    std::vector<float> out = logits->ToHost(e.runner->backend()).value();
+    e.kv->RemoveSequence(seq);
     return out;
   }
   static format::GgufFile* gguf_;
@@ -185,11 +197,11 @@ TEST_F(ModelForwardCudaTest, PromptLogitsMatchCpuRef) {
   const std::vector<int32_t> tokens = RandomTokens(48, 1);
   std::vector<int32_t> rows(tokens.size());
   for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int32_t>(i);
-  auto cuda = MakeRunner("cuda:0", {.kv_dtype = DType::kF32, .max_batch_tokens = 32});
-  auto ref = MakeRunner("cpu_ref", {.kv_dtype = DType::kF32});
+  Engine cuda = MakeEngine("cuda:0", {.max_batch_tokens = 32}, {.dtype = DType::kF32});
+  Engine ref = MakeEngine("cpu_ref", {}, {.dtype = DType::kF32});
   ASSERT_TRUE(cuda && ref);
-  const std::vector<float> a = PromptLogits(*cuda, tokens, rows);
-  const std::vector<float> b = PromptLogits(*ref, tokens, rows);
+  const std::vector<float> a = PromptLogits(cuda, tokens, rows);
+  const std::vector<float> b = PromptLogits(ref, tokens, rows);
   ASSERT_EQ(a.size(), b.size());
   int agree = 0;
   for (size_t t = 0; t < tokens.size(); ++t)
@@ -208,15 +220,16 @@ TEST_F(ModelForwardCudaTest, PromptLogitsMatchCpuRef) {
 // those of a prefill over the same tokens, and two sequences batched equal each alone.
 TEST_F(ModelForwardCudaTest, DecodeAndBatchingOnTheDevice) {
   SKIP_WITHOUT_CUDA();
-  auto runner = MakeRunner("cuda:0", {});
-  ASSERT_TRUE(runner);
+  Engine e = MakeEngine("cuda:0", {});
+  ASSERT_TRUE(e);
+  ModelRunner* runner = e.runner.get();
   const std::vector<int32_t> tokens = RandomTokens(40, 2);
   const std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + 24);
   std::vector<int32_t> rows;
   for (int i = 23; i < 40; ++i) rows.push_back(i);
-  const std::vector<float> prefill = PromptLogits(*runner, tokens, rows);
+  const std::vector<float> prefill = PromptLogits(e, tokens, rows);
 
-  SeqId seq = runner->kv_cache().AddSequence().value();
+  SeqId seq = e.kv->AddSequence().value();
   std::vector<float> stepped;
   for (int pos = 23; pos < 40; ++pos) {
     ForwardBatch batch;
@@ -225,12 +238,12 @@ TEST_F(ModelForwardCudaTest, DecodeAndBatchingOnTheDevice) {
     } else {
       batch.Add(seq, {tokens[static_cast<size_t>(pos)]}, pos, true);
     }
-    auto logits = runner->Forward(batch);
+    auto logits = runner->Forward(batch, *e.kv);
     ASSERT_TRUE(logits.ok()) << logits.status();
     std::vector<float> row = logits->ToHost(runner->backend()).value();
     stepped.insert(stepped.end(), row.begin(), row.end());
   }
-  runner->kv_cache().RemoveSequence(seq);
+  e.kv->RemoveSequence(seq);
   ASSERT_EQ(stepped.size(), prefill.size());
   const double nmse = Nmse(stepped, prefill);
   std::printf("cuda:0 prefill 24 + 16 decode steps vs one prefill: logits NMSE %.3g\n", nmse);
@@ -240,14 +253,14 @@ TEST_F(ModelForwardCudaTest, DecodeAndBatchingOnTheDevice) {
   }
 
   const std::vector<int32_t> other = RandomTokens(17, 3);
-  const std::vector<float> alone_a = PromptLogits(*runner, prompt, {23});
-  const std::vector<float> alone_b = PromptLogits(*runner, other, {16});
+  const std::vector<float> alone_a = PromptLogits(e, prompt, {23});
+  const std::vector<float> alone_b = PromptLogits(e, other, {16});
   ForwardBatch both;
-  SeqId sa = runner->kv_cache().AddSequence().value();
-  SeqId sb = runner->kv_cache().AddSequence().value();
+  SeqId sa = e.kv->AddSequence().value();
+  SeqId sb = e.kv->AddSequence().value();
   both.Add(sa, prompt, 0, true);
   both.Add(sb, other, 0, true);
-  auto logits = runner->Forward(both);
+  auto logits = runner->Forward(both, *e.kv);
   ASSERT_TRUE(logits.ok()) << logits.status();
   const std::vector<float> together = logits->ToHost(runner->backend()).value();
   const std::vector<float> row_a(together.begin(), together.begin() + kVocab);
@@ -268,16 +281,16 @@ TEST_F(ModelForwardCudaTest, SparsePrefillMatchesCpu) {
   const std::vector<int32_t> rows = {1099};
   for (const auto method : {kernels::SparseMethod::kDense, kernels::SparseMethod::kSale,
                             kernels::SparseMethod::kPowerAttention}) {
-    RunnerOptions options{.kv_dtype = DType::kF32, .max_batch_tokens = 512};
+    RunnerOptions options{.max_batch_tokens = 512};
     options.dense_prefill_kernel = true;
     options.prefill_attention.method = method;
     options.prefill_attention.sale_min_tokens = 0;
-    auto cuda = MakeRunner("cuda:0", options);
-    auto cpu = MakeRunner("cpu", options);
+    Engine cuda = MakeEngine("cuda:0", options, {.dtype = DType::kF32});
+    Engine cpu = MakeEngine("cpu", options, {.dtype = DType::kF32});
     ASSERT_TRUE(cuda && cpu);
     PrefillAttentionReport cuda_report, cpu_report;
-    const std::vector<float> a = PromptLogits(*cuda, tokens, rows, &cuda_report);
-    const std::vector<float> b = PromptLogits(*cpu, tokens, rows, &cpu_report);
+    const std::vector<float> a = PromptLogits(cuda, tokens, rows, &cuda_report);
+    const std::vector<float> b = PromptLogits(cpu, tokens, rows, &cpu_report);
     const double nmse = Nmse(a, b);
     std::printf(
         "%s prefill of 1100 tokens: density cuda %.4f cpu %.4f, last logits NMSE %.3g, "

@@ -14,8 +14,9 @@
 #include "common/model_format/gguf.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "kernels/model/generator.h"
 #include "kernels/model/model_runner.h"
+#include "kernels/model/paged_kv_cache.h"
+#include "runtime/generator.h"
 #include "nlohmann/json.hpp"
 #include "tests/support/nmse.h"
 #include "tests/support/status_matchers.h"
@@ -27,6 +28,14 @@ namespace {
 using ::tandem::testing::ModelPath;
 using ::tandem::testing::SourceDir;
 using ::tandem::testing::StatusIs;
+using runtime::Generate;
+using runtime::GenerateOptions;
+
+// A runner and the KV cache its calls borrow.
+struct Engine {
+  std::unique_ptr<ModelRunner> runner;
+  std::unique_ptr<PagedKvCache> kv;
+};
 
 struct ReferenceCase {
   std::vector<int32_t> tokens;
@@ -62,24 +71,26 @@ class ForwardTest : public ::testing::Test {
     delete gguf_;
     gguf_ = nullptr;
   }
-  std::unique_ptr<ModelRunner> MakeRunner(std::string_view backend_name,
-                                          RunnerOptions options = {}) {
+  Engine MakeEngine(std::string_view backend_name, RunnerOptions options = {},
+                    KvCacheOptions kv_options = {}) {
     auto backend = kernels::GetBackend(backend_name);
     EXPECT_TRUE(backend.ok()) << backend.status();
     auto runner = ModelRunner::Create(*gguf_, **backend, options);
     EXPECT_TRUE(runner.ok()) << runner.status();
-    return std::move(runner).value();
+    auto kv = PagedKvCache::Create(**backend, (*runner)->config(), kv_options);
+    EXPECT_TRUE(kv.ok()) << kv.status();
+    return Engine{std::move(runner).value(), std::move(kv).value()};
   }
   // All-position logits of one prompt as a fresh sequence.
-  std::vector<float> AllLogits(ModelRunner& runner, const std::vector<int32_t>& tokens) {
-    SeqId seq = runner.kv_cache().AddSequence().value();
+  std::vector<float> AllLogits(Engine& e, const std::vector<int32_t>& tokens) {
+    SeqId seq = e.kv->AddSequence().value();
     ForwardBatch batch;
     batch.Add(seq, tokens, 0, false);
     for (size_t i = 0; i < tokens.size(); ++i) batch.logit_rows.push_back(static_cast<int32_t>(i));
-    auto logits = runner.Forward(batch);
+    auto logits = e.runner->Forward(batch, *e.kv);
     EXPECT_TRUE(logits.ok()) << logits.status();
-    std::vector<float> out = logits->ToHost(runner.backend()).value();
-    runner.kv_cache().RemoveSequence(seq);
+    std::vector<float> out = logits->ToHost(e.runner->backend()).value();
+    e.kv->RemoveSequence(seq);
     return out;
   }
   static format::GgufFile* gguf_;
@@ -109,10 +120,10 @@ constexpr double kClearMargin = 0.5;
 // Scores one runner against the llama.cpp reference. One forward over prompt + llama.cpp's greedy
 // continuation gives the prompt logits and the teacher-forced greedy agreement; Generate() then
 // runs the real decode loop free-running.
-ReferenceScore ScoreAgainstReference(ModelRunner& runner, const std::vector<ReferenceCase>& cases,
+ReferenceScore ScoreAgainstReference(Engine& e, const std::vector<ReferenceCase>& cases,
                                      const std::function<std::vector<float>(
                                          const std::vector<int32_t>&)>& all_logits) {
-  const int32_t vocab = runner.config().vocab_size;
+  const int32_t vocab = e.runner->config().vocab_size;
   int64_t positions = 0, top1_equal = 0, clear = 0, clear_equal = 0, err_count = 0;
   int64_t forced = 0, forced_equal = 0;
   double sum_abs_err = 0;
@@ -149,7 +160,7 @@ ReferenceScore ScoreAgainstReference(ModelRunner& runner, const std::vector<Refe
     GenerateOptions options;
     options.max_tokens = static_cast<int32_t>(rc.greedy.size());
     options.ignore_eos = true;
-    auto generated = Generate(runner, rc.tokens, options);
+    auto generated = Generate(*e.runner, *e.kv, rc.tokens, options);
     EXPECT_TRUE(generated.ok()) << generated.status();
     size_t same_prefix = 0;
     while (generated.ok() && same_prefix < rc.greedy.size() &&
@@ -183,9 +194,9 @@ ReferenceScore ScoreAgainstReference(ModelRunner& runner, const std::vector<Refe
 TEST_F(ForwardTest, MatchesLlamaCpp) {
   const std::vector<ReferenceCase> cases = LoadReference();
   ASSERT_GE(cases.size(), 20u);
-  auto runner = MakeRunner("cpu", {.kv_dtype = DType::kF32});
+  Engine e = MakeEngine("cpu", {}, {.dtype = DType::kF32});
   const ReferenceScore s = ScoreAgainstReference(
-      *runner, cases, [&](const std::vector<int32_t>& t) { return AllLogits(*runner, t); });
+      e, cases, [&](const std::vector<int32_t>& t) { return AllLogits(e, t); });
   std::printf("REFERENCE llama.cpp (f32 KV both): %d prompts, top-1 agreement %.4f (%.4f where "
               "llama.cpp's margin >= %.1f), teacher-forced greedy agreement %.4f, logit |err| at "
               "llama.cpp top-8: mean %.4f max %.4f, free-running greedy-64 identical %d/%d\n",
@@ -202,16 +213,16 @@ TEST_F(ForwardTest, MatchesLlamaCpp) {
 
 TEST_F(ForwardTest, CpuMatchesCpuRef) {
   const std::vector<int32_t> tokens = {504, 3575, 282, 4649, 314, 7042, 28, 253, 1102, 30};
-  auto fast = MakeRunner("cpu", {.kv_dtype = DType::kF32});
-  auto ref = MakeRunner("cpu_ref", {.kv_dtype = DType::kF32});
-  const std::vector<float> a = AllLogits(*fast, tokens);
-  const std::vector<float> b = AllLogits(*ref, tokens);
+  Engine fast = MakeEngine("cpu", {}, {.dtype = DType::kF32});
+  Engine ref = MakeEngine("cpu_ref", {}, {.dtype = DType::kF32});
+  const std::vector<float> a = AllLogits(fast, tokens);
+  const std::vector<float> b = AllLogits(ref, tokens);
   const double nmse = Nmse(a, b);
   std::printf("cpu vs cpu_ref logits NMSE over %zu positions: %.3g\n", tokens.size(), nmse);
   // The fast path quantizes activations to 8 bits per block (as llama.cpp does); per matmul that is
   // an NMSE of ~1.5e-5, which 30 layers compound to ~2-3e-3 in the logits.
   EXPECT_LT(nmse, 1e-2);
-  const int32_t vocab = fast->config().vocab_size;
+  const int32_t vocab = fast.runner->config().vocab_size;
   for (size_t t = 0; t < tokens.size(); ++t) {
     EXPECT_EQ(Argmax(a.data() + t * vocab, vocab), Argmax(b.data() + t * vocab, vocab)) << t;
   }
@@ -220,15 +231,16 @@ TEST_F(ForwardTest, CpuMatchesCpuRef) {
 TEST_F(ForwardTest, PrefillEqualsIncrementalDecode) {
   const std::vector<int32_t> tokens = {1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365,
                                        2, 198, 1, 4093, 198, 19556, 30, 2, 198, 1, 520, 9531, 198};
-  auto runner = MakeRunner("cpu", {.max_batch_tokens = 7});  // also crosses chunk boundaries
+  Engine e = MakeEngine("cpu", {.max_batch_tokens = 7});  // also crosses chunk boundaries
+  ModelRunner* runner = e.runner.get();
   const int32_t vocab = runner->config().vocab_size;
-  const std::vector<float> prefill = AllLogits(*runner, tokens);
-  SeqId seq = runner->kv_cache().AddSequence().value();
+  const std::vector<float> prefill = AllLogits(e, tokens);
+  SeqId seq = e.kv->AddSequence().value();
   std::vector<float> incremental;
   for (size_t i = 0; i < tokens.size(); ++i) {
     ForwardBatch batch;
     batch.Add(seq, {tokens[i]}, static_cast<int32_t>(i), true);
-    auto logits = runner->Forward(batch);
+    auto logits = runner->Forward(batch, *e.kv);
     ASSERT_TRUE(logits.ok()) << logits.status();
     std::vector<float> row = logits->ToHost(runner->backend()).value();
     incremental.insert(incremental.end(), row.begin(), row.end());
@@ -245,20 +257,21 @@ TEST_F(ForwardTest, PrefillEqualsIncrementalDecode) {
 TEST_F(ForwardTest, BatchedSequencesEqualSequential) {
   const std::vector<std::vector<int32_t>> prompts = {
       {504, 3575, 282, 4649, 314}, {19556, 28, 392, 416, 722, 253, 1102}, {33, 34, 35, 28, 216}};
-  auto runner = MakeRunner("cpu");
+  Engine e = MakeEngine("cpu");
+  ModelRunner* runner = e.runner.get();
   const int32_t vocab = runner->config().vocab_size;
   std::vector<std::vector<float>> alone;
   for (const auto& p : prompts) {
-    std::vector<float> all = AllLogits(*runner, p);
+    std::vector<float> all = AllLogits(e, p);
     alone.emplace_back(all.end() - vocab, all.end());
   }
   ForwardBatch batch;
   std::vector<SeqId> seqs;
   for (const auto& p : prompts) {
-    seqs.push_back(runner->kv_cache().AddSequence().value());
+    seqs.push_back(e.kv->AddSequence().value());
     batch.Add(seqs.back(), p, 0, true);
   }
-  auto logits = runner->Forward(batch);
+  auto logits = runner->Forward(batch, *e.kv);
   ASSERT_TRUE(logits.ok()) << logits.status();
   const std::vector<float> together = logits->ToHost(runner->backend()).value();
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -269,36 +282,38 @@ TEST_F(ForwardTest, BatchedSequencesEqualSequential) {
 }
 
 TEST_F(ForwardTest, BadInputIsAnError) {
-  auto runner = MakeRunner("cpu");
-  SeqId seq = runner->kv_cache().AddSequence().value();
+  Engine e = MakeEngine("cpu");
+  ModelRunner* runner = e.runner.get();
+  PagedKvCache& kv = *e.kv;
+  SeqId seq = kv.AddSequence().value();
   ForwardBatch bad_token;
   bad_token.Add(seq, {49152}, 0, true);
-  EXPECT_THAT(runner->Forward(bad_token), StatusIs(absl::StatusCode::kInvalidArgument, "49152"));
+  EXPECT_THAT(runner->Forward(bad_token, kv), StatusIs(absl::StatusCode::kInvalidArgument, "49152"));
   ForwardBatch gap;
   gap.Add(seq, {1}, 5, true);
-  EXPECT_THAT(runner->Forward(gap), StatusIs(absl::StatusCode::kInvalidArgument, "position 5"));
+  EXPECT_THAT(runner->Forward(gap, kv), StatusIs(absl::StatusCode::kInvalidArgument, "position 5"));
   ForwardBatch past_context;
   past_context.Add(seq, {1}, runner->config().context_length, true);
-  EXPECT_THAT(runner->Forward(past_context), StatusIs(absl::StatusCode::kOutOfRange));
+  EXPECT_THAT(runner->Forward(past_context, kv), StatusIs(absl::StatusCode::kOutOfRange));
   std::vector<int32_t> too_long(runner->config().context_length, 1);
-  EXPECT_THAT(Generate(*runner, too_long, GenerateOptions{}),
+  EXPECT_THAT(Generate(*runner, kv, too_long, GenerateOptions{}),
               StatusIs(absl::StatusCode::kOutOfRange, "context length"));
-  EXPECT_THAT(Generate(*runner, {}, GenerateOptions{}),
+  EXPECT_THAT(Generate(*runner, kv, {}, GenerateOptions{}),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
 TEST_F(ForwardTest, SeededSamplingIsReproducible) {
-  auto runner = MakeRunner("cpu");
+  Engine e = MakeEngine("cpu");
   GenerateOptions options;
   options.max_tokens = 24;
   options.sampling = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f};
   options.seed = 1234;
   options.ignore_eos = true;
   const std::vector<int32_t> prompt = {504, 3575, 282, 4649, 314};
-  auto a = Generate(*runner, prompt, options);
-  auto b = Generate(*runner, prompt, options);
+  auto a = Generate(*e.runner, *e.kv, prompt, options);
+  auto b = Generate(*e.runner, *e.kv, prompt, options);
   options.seed = 99;
-  auto c = Generate(*runner, prompt, options);
+  auto c = Generate(*e.runner, *e.kv, prompt, options);
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   EXPECT_EQ(a->tokens, b->tokens);
   EXPECT_NE(a->tokens, c->tokens);

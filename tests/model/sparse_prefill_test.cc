@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/model/model_runner.h"
+#include "kernels/model/paged_kv_cache.h"
 #include "tests/model/long_text.h"
 #include "tests/support/test_env.h"
 
@@ -94,12 +95,14 @@ class SparsePrefillTest : public ::testing::Test {
     options.max_batch_tokens = 1024;
     auto runner = ModelRunner::Create(*gguf_, **backend, options);
     EXPECT_TRUE(runner.ok()) << runner.status();
-    const SeqId seq = (*runner)->kv_cache().AddSequence().value();
+    auto kv = PagedKvCache::Create(**backend, (*runner)->config(), KvCacheOptions{});
+    EXPECT_TRUE(kv.ok()) << kv.status();
+    const SeqId seq = (*kv)->AddSequence().value();
     ForwardBatch batch;
     batch.Add(seq, tokens, 0, false);
     const int32_t n = static_cast<int32_t>(tokens.size());
     for (int32_t i = n - kTail; i < n; ++i) batch.logit_rows.push_back(i);
-    auto logits = (*runner)->Forward(batch);
+    auto logits = (*runner)->Forward(batch, **kv);
     EXPECT_TRUE(logits.ok()) << logits.status();
     if (!logits.ok()) return {};
     *report = logits->attention;

@@ -1,4 +1,4 @@
-// PrefillService on the real SmolLM2 model against model::Generate on a separate runner: the first
+// PrefillService on the real SmolLM2 model against runtime::Generate on a separate runner: the first
 // token (greedy and seeded sampling) and every KV byte shipped to a TCP receiver equal what
 // Generate's prefill computes, also when the second identical request reuses the stored block.
 #include "prefill_node/prefill_service.h"
@@ -14,8 +14,9 @@
 #include "common/model_format/gguf.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "kernels/model/generator.h"
 #include "kernels/model/model_runner.h"
+#include "kernels/model/paged_kv_cache.h"
+#include "runtime/generator.h"
 #include "tests/prefill_node/prefill_test_support.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_env.h"
@@ -43,6 +44,9 @@ class PrefillServiceTest : public ::testing::Test {
     ASSERT_OK(backend);
     reference_ =
         model::ModelRunner::Create(*gguf_, **backend, model::RunnerOptions{}).value().release();
+    reference_kv_ = model::PagedKvCache::Create(**backend, reference_->config(), {})
+                        .value()
+                        .release();
     metrics_ = new MetricsRegistry();
     auto service = PrefillService::Create(testing::TestPrefillOptions(kBlockTokens), *metrics_);
     ASSERT_OK(service);
@@ -55,6 +59,7 @@ class PrefillServiceTest : public ::testing::Test {
     delete receiver_;
     delete service_;
     delete metrics_;
+    delete reference_kv_;
     delete reference_;
     delete gguf_;
     delete prompt_;
@@ -78,23 +83,23 @@ class PrefillServiceTest : public ::testing::Test {
   // Generate's first token for `prompt` with `sampling` and `seed`.
   static int32_t GenerateFirstToken(const std::vector<int32_t>& prompt,
                                     const kernels::SamplingConfig& sampling, uint64_t seed) {
-    model::GenerateOptions o;
+    runtime::GenerateOptions o;
     o.max_tokens = 1;
     o.ignore_eos = true;
     o.sampling = sampling;
     o.seed = seed;
-    auto r = model::Generate(*reference_, prompt, o);
+    auto r = runtime::Generate(*reference_, *reference_kv_, prompt, o);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() && !r->tokens.empty() ? r->tokens[0] : -1;
   }
 
   // The KV Generate's prefill leaves in the cache: the same Forward call on a fresh sequence.
   static HostKv ReferenceKv() {
-    model::PagedKvCache& cache = reference_->kv_cache();
+    model::PagedKvCache& cache = *reference_kv_;
     const model::SeqId seq = cache.AddSequence().value();
     model::ForwardBatch batch;
     batch.Add(seq, *prompt_, 0, /*want_last_logits=*/true);
-    EXPECT_OK(reference_->Forward(batch).status());
+    EXPECT_OK(reference_->Forward(batch, cache).status());
     const format::ModelConfig& c = reference_->config();
     HostKv out;
     out.row_bytes = int64_t{c.n_kv_heads} * c.head_dim * 2;  // f16
@@ -131,6 +136,7 @@ class PrefillServiceTest : public ::testing::Test {
 
   static inline format::GgufFile* gguf_ = nullptr;
   static inline model::ModelRunner* reference_ = nullptr;
+  static inline model::PagedKvCache* reference_kv_ = nullptr;
   static inline MetricsRegistry* metrics_ = nullptr;
   static inline PrefillService* service_ = nullptr;
   static inline TestReceiver* receiver_ = nullptr;

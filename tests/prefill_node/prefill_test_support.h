@@ -100,9 +100,9 @@ struct TestReceiver {
 
 inline PrefillOptions TestPrefillOptions(int32_t block_tokens) {
   PrefillOptions o;
-  o.model_path = ::tandem::testing::ModelPath();
-  o.backend = "cpu";
-  o.kv_block_tokens = block_tokens;
+  o.model.model_path = ::tandem::testing::ModelPath();
+  o.model.backend = "cpu";
+  o.model.kv_block_tokens = block_tokens;
   o.kv_store.memory_bytes = int64_t{256} << 20;
   o.kv_store.prefetch_threads = 1;
   o.node_id = "prefill-test";
