@@ -40,6 +40,13 @@ struct RowBatch {
   bool time_layers = false;
 
   int32_t size() const { return static_cast<int32_t>(positions.size()); }
+  // Appends `count` rows of `seq` at positions start, start + 1, ... (causal).
+  void Add(SeqId seq, int32_t start, int32_t count) {
+    for (int32_t i = 0; i < count; ++i) {
+      seq_ids.push_back(seq);
+      positions.push_back(start + i);
+    }
+  }
   int32_t KeyLimit(int32_t row) const {
     return key_limits.empty() ? positions[row] + 1 : key_limits[row];
   }

@@ -217,6 +217,28 @@ absl::Status ModelRunner::RunLayers(const RowBatch& rows, KvAccess& kv, int firs
   return absl::OkStatus();
 }
 
+absl::StatusOr<HiddenStates> ModelRunner::SelectRows(const HiddenStates& hidden,
+                                                     absl::Span<const int32_t> rows) {
+  if (rows.empty()) return absl::InvalidArgumentError("select rows: no rows");
+  for (int32_t row : rows) {
+    if (row < 0 || row >= hidden.rows()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("select rows: row ", row, " outside [0, ", hidden.rows(), ")"));
+    }
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::vector<float> all, hidden.ToHost(backend_));
+  const int64_t width = config_.d_model;
+  std::vector<float> picked(rows.size() * width);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy_n(all.begin() + rows[i] * width, width, picked.begin() + i * width);
+  }
+  HiddenStates out;
+  TANDEM_RETURN_IF_ERROR(EnsureHidden(out, static_cast<int32_t>(rows.size())));
+  TANDEM_RETURN_IF_ERROR(backend_.CopyToDevice(
+      out.buffer_.data(), picked.data(), static_cast<int64_t>(picked.size() * sizeof(float))));
+  return out;
+}
+
 absl::StatusOr<Logits> ModelRunner::ComputeLogits(const HiddenStates& hidden,
                                                   absl::Span<const int32_t> rows) {
   for (int32_t row : rows) {

@@ -105,6 +105,11 @@ class ModelRunner {
   // row count or the layer range is not within [0, n_layers]. `report` (optional) is added to.
   absl::Status RunLayers(const RowBatch& rows, KvAccess& kv, int first, int last,
                          HiddenStates& hidden, PrefillAttentionReport* report = nullptr);
+  // Rows `rows` of `hidden` (indices, in the order given) as new hidden states: how a caller
+  // narrows a call to a subset of its rows between RunLayers calls (CacheBlend's recompute set).
+  // Copies through host memory. InvalidArgument for an index outside hidden.
+  absl::StatusOr<HiddenStates> SelectRows(const HiddenStates& hidden,
+                                          absl::Span<const int32_t> rows);
   // Final norm and LM head of hidden rows `rows` (indices into hidden, in order).
   absl::StatusOr<Logits> ComputeLogits(const HiddenStates& hidden, absl::Span<const int32_t> rows);
 

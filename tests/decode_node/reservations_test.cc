@@ -234,5 +234,35 @@ TEST_F(ReservationTableTest, CloseWakesADecodeCallWaitingForItsTransfer) {
   EXPECT_TRUE(table.WaitEmpty(absl::Now() + absl::Seconds(1)));
 }
 
+// The room of a reservation is freed by whoever holds its lease, exactly once: dropped, released
+// twice, moved from or overwritten.
+TEST_F(ReservationTableTest, ALeaseFreesItsRoomExactlyOnce) {
+  ReservationTable table(Limits(absl::Seconds(30)), &metrics_);
+  ASSERT_OK_AND_ASSIGN(Reserved a, table.Reserve(Request(10, 10)));
+  ASSERT_OK_AND_ASSIGN(Reserved b, table.Reserve(Request(10, 10)));
+  ASSERT_OK(table.ClaimForDecode(a.id));
+  ASSERT_OK(table.ClaimForDecode(b.id));
+  ASSERT_EQ(table.Load().reservations, 2);
+  {
+    ReservationLease lease = table.Lease(a.id);
+    ReservationLease moved = std::move(lease);
+    EXPECT_FALSE(lease.held());  // NOLINT(bugprone-use-after-move): what a move leaves
+    lease.Release();             // a moved-from lease frees nothing
+    EXPECT_EQ(table.Load().reservations, 2);
+    moved.Release();
+    EXPECT_EQ(table.Load().reservations, 1);
+    moved.Release();
+  }
+  int released = 0;
+  {
+    ReservationLease counting(b.id, [&](uint64_t) { ++released; });
+    ReservationLease other = table.Lease(b.id);
+    other = std::move(counting);  // assigning over a held lease frees what it held
+    EXPECT_EQ(table.Load().reservations, 0);
+    EXPECT_EQ(released, 0);
+  }
+  EXPECT_EQ(released, 1) << "the moved-in lease was released when dropped";
+}
+
 }  // namespace
 }  // namespace tandem::decode
