@@ -30,32 +30,16 @@ absl::Status MemoryTier::DoPut(const KvBlock& block, absl::Time) {
       lru_.splice(lru_.begin(), lru_, it->second.lru);  // same key = same bytes: keep it
       return absl::OkStatus();
     }
-    // Only unpinned blocks can go: if even all of them would not make room, fail before evicting
-    // anything, so a put that cannot land does not empty the tier.
-    int64_t pinned = 0;
-    if (used_ + size > capacity_) {
-      for (const auto& [k, e] : entries_) {
-        if (e.pins > 0) pinned += static_cast<int64_t>(e.block.size());
-      }
-    }
-    if (used_ + size > capacity_ && pinned + size > capacity_) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "memory tier: ", size, " bytes do not fit; ", pinned, " of ", capacity_,
-          " bytes are pinned"));
-    }
-    // Evict from the cold end, skipping pinned blocks, until the new block fits.
-    auto victim = lru_.end();
-    while (used_ + size > capacity_ && victim != lru_.begin()) {
-      --victim;
-      auto e = entries_.find(*victim);
-      if (e->second.pins > 0) continue;
+    // Evict from the cold end until the new block fits (it fits an empty tier, checked above).
+    while (used_ + size > capacity_) {
+      auto e = entries_.find(lru_.back());
       used_ -= static_cast<int64_t>(e->second.block.size());
-      evicted.push_back(*victim);
+      evicted.push_back(lru_.back());
       entries_.erase(e);
-      victim = lru_.erase(victim);
+      lru_.pop_back();
     }
     lru_.push_front(block.key());
-    entries_[block.key()] = Entry{block, 0, lru_.begin()};
+    entries_[block.key()] = Entry{block, lru_.begin()};
     used_ += size;
     evictions_ += static_cast<int64_t>(evicted.size());
     metrics().SetUsed(used_);
@@ -102,31 +86,11 @@ absl::Status MemoryTier::ForEachKey(const std::function<void(const BlockKey&, in
 
 absl::Status MemoryTier::Clear() {
   absl::MutexLock lock(&mu_);
-  for (auto it = entries_.begin(); it != entries_.end();) {
-    if (it->second.pins > 0) {
-      ++it;
-      continue;
-    }
-    used_ -= static_cast<int64_t>(it->second.block.size());
-    lru_.erase(it->second.lru);
-    entries_.erase(it++);
-  }
+  entries_.clear();
+  lru_.clear();
+  used_ = 0;
   metrics().SetUsed(used_);
   return absl::OkStatus();
-}
-
-bool MemoryTier::Pin(const BlockKey& key) {
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return false;
-  ++it->second.pins;
-  return true;
-}
-
-void MemoryTier::Unpin(const BlockKey& key) {
-  absl::MutexLock lock(&mu_);
-  auto it = entries_.find(key);
-  if (it != entries_.end() && it->second.pins > 0) --it->second.pins;
 }
 
 }  // namespace tandem::kv

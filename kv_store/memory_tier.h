@@ -2,9 +2,8 @@
 //
 // MemoryTier: validated KvBlocks in process memory, least-recently-used first out, within a byte
 // budget. A Get returns the stored block itself (refcounted, zero-copy), so blocks are validated
-// once on their way in (Build or Parse) and not again. Pin() protects a block in use (e.g. the KV
-// a prefill is reading) from eviction; a Put that cannot fit because everything left is pinned
-// fails with ResourceExhausted instead of exceeding the budget.
+// once on their way in (Build or Parse) and not again. Eviction never invalidates a block a reader
+// holds: its bytes are shared and live as long as the last KvBlock copy.
 // Thread-safe (one mutex; every operation is O(1) besides eviction).
 #pragma once
 
@@ -26,10 +25,6 @@ class MemoryTier final : public KvTier {
   absl::Status ForEachKey(const std::function<void(const BlockKey&, int64_t)>& fn) override;
   absl::Status Clear() override;
 
-  // Pins `key` (counted: each Pin needs an Unpin). False when the key is absent.
-  bool Pin(const BlockKey& key);
-  void Unpin(const BlockKey& key);
-
  protected:
   absl::StatusOr<KvBlock> DoGet(const BlockKey& key, absl::Time deadline) override;
   absl::Status DoPut(const KvBlock& block, absl::Time deadline) override;
@@ -37,7 +32,6 @@ class MemoryTier final : public KvTier {
  private:
   struct Entry {
     KvBlock block;
-    int pins = 0;
     std::list<BlockKey>::iterator lru;  // position in lru_ (front = most recent)
   };
 

@@ -115,20 +115,23 @@ absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
 
   const absl::Time deadline =
       request.deadline_ms > 0 ? absl::FromUnixMillis(request.deadline_ms) : absl::InfiniteFuture();
+  // The tier reads start now, on the store's prefetch threads, so they overlap the queue wait
+  // (and the compute of the requests ahead) instead of adding to this request's prefill.
+  std::shared_future<std::vector<kv::Lookup>> lookups = PrefetchReusable(request.tokens, deadline);
   auto outcome = std::make_shared<Outcome>();
   auto computed = std::make_shared<Computed>();
   TANDEM_ASSIGN_OR_RETURN(
-      uint64_t job, scheduler_->Submit(
-                        request.request_id, static_cast<int64_t>(request.tokens.size()), deadline,
-                        [this, &request, outcome, computed, deadline](absl::Duration queued) {
-                          absl::StatusOr<Computed> r = Compute(request, deadline);
-                          if (r.ok()) {
-                            *computed = *std::move(r);
-                            computed->queue_ms = Ms(queued);
-                          }
-                          outcome->Set(r.status());
-                        },
-                        [outcome](const absl::Status& reason) { outcome->Set(reason); }));
+      uint64_t job,
+      scheduler_->Submit(request.request_id, static_cast<int64_t>(request.tokens.size()), deadline,
+                         [this, &request, &lookups, outcome, computed](absl::Duration queued) {
+                           absl::StatusOr<Computed> r = Compute(request, lookups);
+                           if (r.ok()) {
+                             *computed = *std::move(r);
+                             computed->queue_ms = Ms(queued);
+                           }
+                           outcome->Set(r.status());
+                         },
+                         [outcome](const absl::Status& reason) { outcome->Set(reason); }));
 
   // Wait while queued at most until the deadline; a running job is never abandoned (its compute
   // is bounded and `request` must outlive it).
@@ -164,26 +167,35 @@ absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
   return reply;
 }
 
+std::shared_future<std::vector<kv::Lookup>> PrefillService::PrefetchReusable(
+    const std::vector<int32_t>& tokens, absl::Time deadline) {
+  // The longest reusable prefix is made of whole blocks short of the block holding the last
+  // prompt token: its logits are needed, and only a forward over it produces them.
+  const int32_t bt = model_->kv_format().block_tokens;
+  const size_t reusable = static_cast<size_t>((static_cast<int32_t>(tokens.size()) - 1) / bt);
+  if (reusable == 0) return {};
+  std::vector<BlockKey> keys = ChainKeys(
+      model_->kv_format(), absl::MakeConstSpan(tokens).subspan(0, reusable * static_cast<size_t>(bt)));
+  return store_->Prefetch(std::move(keys),
+                          std::min(deadline, absl::Now() + options_.transfer_timeout));
+}
+
 absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
-    const node_api::PrefillRequest& request, absl::Time deadline) {
+    const node_api::PrefillRequest& request,
+    const std::shared_future<std::vector<kv::Lookup>>& lookups) {
   const std::vector<int32_t>& tokens = request.tokens;
   const int32_t n = static_cast<int32_t>(tokens.size());
   const int32_t bt = model_->kv_format().block_tokens;
   TANDEM_ASSIGN_OR_RETURN(kernels::SparseConfig sparse, SparseFor(request.sparse_prefill));
   Computed out;
 
-  // KV reuse: the longest prefix of whole blocks the store holds, short of the block holding the
-  // last prompt token (its logits are needed, and only a forward over it produces them).
+  // KV reuse: the prefix of whole blocks the prefetch found, up to the first miss.
   absl::Time start = absl::Now();
-  const std::vector<BlockKey> keys = ChainKeys(model_->kv_format(), tokens);
-  const size_t reusable = static_cast<size_t>((n - 1) / bt);
   std::vector<kv::KvBlock> hits;
-  if (reusable > 0) {
-    const absl::Time lookup_deadline = std::min(deadline, absl::Now() + options_.transfer_timeout);
-    std::vector<kv::Lookup> lookups =
-        store_->GetMany(absl::MakeConstSpan(keys.data(), reusable), lookup_deadline);
-    for (size_t i = 0; i < lookups.size(); ++i) {
-      const std::optional<kv::KvBlock>& b = lookups[i].block;
+  if (lookups.valid()) {
+    const std::vector<kv::Lookup>& found = lookups.get();
+    for (size_t i = 0; i < found.size(); ++i) {
+      const std::optional<kv::KvBlock>& b = found[i].block;
       if (!b.has_value() || b->num_tokens() != bt ||
           b->pos_begin() != static_cast<int32_t>(i) * bt) {
         break;

@@ -8,7 +8,8 @@
 // every block of the prompt to the decode node named in the request, and replies once that node
 // ACKed. The first token and the KV bytes equal Generate's on the same runner options.
 //
-// Not done yet: CacheBlend over segments (the prompt is one segment keyed from the root), holding
+// The tier lookups start when the request arrives (TieredKvStore::Prefetch), so they overlap the
+// queue. Not done yet: CacheBlend over segments (the prompt is one segment keyed from the root), holding
 // the KV after the reply for `resend` (a failed transfer means a new prefill, mostly tier hits
 // then), Ingest.
 //
@@ -19,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <future>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -108,8 +110,12 @@ class PrefillService {
   };
 
   PrefillService(const PrefillOptions& options, MetricsRegistry& metrics);
-  // On the worker thread: KV reuse, forward, first sample, export, store.
-  absl::StatusOr<Computed> Compute(const node_api::PrefillRequest& request, absl::Time deadline);
+  // Starts the tier lookups of the prompt's reusable blocks (none: an empty future).
+  std::shared_future<std::vector<kv::Lookup>> PrefetchReusable(const std::vector<int32_t>& tokens,
+                                                                absl::Time deadline);
+  // On the worker thread: KV reuse (the prefetched lookups), forward, first sample, export, store.
+  absl::StatusOr<Computed> Compute(const node_api::PrefillRequest& request,
+                                   const std::shared_future<std::vector<kv::Lookup>>& lookups);
   absl::StatusOr<kernels::SparseConfig> SparseFor(std::string_view method) const;
   absl::StatusOr<kv::Transport*> TransportFor(const std::string& name);
   // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex. Every

@@ -43,7 +43,6 @@ class TcpTransport final : public Transport {
   TcpTransport& operator=(const TcpTransport&) = delete;
 
   std::string_view Name() const override { return "tcp"; }
-  TransportCapabilities Capabilities() const override { return {}; }
   absl::StatusOr<uint16_t> Listen(const ListenOptions& o, TransferSink* sink) override;
   absl::StatusOr<TransferHandle> Post(TransferDesc desc) override;
   std::pair<TransferState, absl::Status> Poll(TransferHandle h) override;

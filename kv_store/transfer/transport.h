@@ -100,11 +100,6 @@ class TransferSink {
   virtual void OnEnd(const TransferId& id, const absl::Status& status) = 0;
 };
 
-struct TransportCapabilities {
-  bool zero_copy = false;
-  bool rdma = false;
-  bool gpu_memory = false;
-};
 
 struct TransportOptions {
   std::string node_id = "local";
@@ -123,7 +118,6 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual std::string_view Name() const = 0;  // "tcp" | "ucx"
-  virtual TransportCapabilities Capabilities() const = 0;
   virtual absl::StatusOr<uint16_t> Listen(const ListenOptions& o, TransferSink* sink) = 0;
   // Never blocks. InvalidArgument for a desc without a deadline or with empty
   // blocks.

@@ -25,7 +25,6 @@ class UcxTransport final : public Transport {
   ~UcxTransport() override;
 
   std::string_view Name() const override { return "ucx"; }
-  TransportCapabilities Capabilities() const override { return {.zero_copy = true}; }
   absl::StatusOr<uint16_t> Listen(const ListenOptions& o, TransferSink* sink) override;
   absl::StatusOr<TransferHandle> Post(TransferDesc desc) override;
   std::pair<TransferState, absl::Status> Poll(TransferHandle h) override;
