@@ -14,6 +14,7 @@
 
 #include "absl/types/span.h"
 #include "common/tensor_view.h"
+#include "kernels/sparse_pattern.h"  // SparseMethod, SparseConfig
 
 namespace tandem::kernels {
 
@@ -110,34 +111,8 @@ struct PagedAttentionParams {
   float scale = 0.125f;   // 1/sqrt(head_dim) unless the model says otherwise
 };
 
-// Which prefill attention runs (../shared/papers.md §4 SALE, §5 PowerAttention). The sparse methods
-// keep the KV cache exact and complete; they only skip (q-block, kv-block) tiles of the score matrix.
-enum class SparseMethod : uint8_t { kDense, kSale, kPowerAttention };
-
-// The knobs of each method with their papers' defaults. Blocks are by position: query t is in query
-// block q_pos[t] / q_block, key j in key block kv_pos[j] / k_block.
-struct SparseConfig {
-  SparseMethod method = SparseMethod::kDense;
-  // SALE: Q and K (minus K's per-head mean over tokens) quantized to int4 with per-token scales;
-  // a key block is computed when some query row i of the block has a relative attention score
-  // exp(scale * s_hat_ij - m_i) / l_i > sale_threshold, where m_i, l_i are the exact softmax max and
-  // sum over the mandatory blocks (the sink and the local window). sale_threshold < 1e-5 is dense,
-  // as in the authors' kernel; the paper calibrates it per head starting from 0.008.
-  float sale_threshold = 0.008f;
-  int32_t sale_q_block = 64;
-  int32_t sale_k_block = 32;
-  int32_t sale_local_window = 128;  // tokens before the query block's start, always computed
-  int32_t sale_sink = 32;           // leading tokens always computed (the first key block)
-  // Contexts (n_kv) of at most this many tokens run dense (the authors fall back at q_len <= 1024).
-  int32_t sale_min_tokens = 1024;
-  // PowerAttention: query block i reads key block j <= i when i - j is 0 or a power of two, when
-  // j < power_sink_blocks, or when i - j < power_window_blocks.
-  int32_t power_block = 64;
-  int32_t power_window_blocks = 1;
-  int32_t power_sink_blocks = 1;
-};
-
-// "dense", "sale", "power"; ParseSparseMethod is the inverse (nullopt for any other name).
+// SparseMethod (sparse_pattern.h) by name, "dense", "sale", "power", for flags, requests and
+// messages; ParseSparseMethod is the inverse (nullopt for any other name).
 std::string_view SparseMethodName(SparseMethod m);
 std::optional<SparseMethod> ParseSparseMethod(std::string_view name);
 
