@@ -42,6 +42,8 @@ class CudaBackend final : public KernelBackend {
   absl::Status CopyToHost(void* dst, const void* src, int64_t bytes) override;
 
  private:
+  struct Ops;  // the ops it runs: one table read by Supports() and Run() (cuda_backend.cc)
+
   CudaBackend(int device, cudaStream_t stream);
   absl::Status RunSample(const SampleParams& p);
   // Reads positions back and synchronises (attention_prefill_host.cc).
