@@ -1,7 +1,7 @@
 // The "cpu_ref" backend: dispatches each OpCall to its naive implementation in this folder through
 // one table, kRefOps. Host memory from aligned_alloc(64); copies are memcpy. Stateless apart from
-// its name, so any number of threads may use it, although the registry's contract only promises
-// one at a time.
+// its name, so any number of threads may use it (backend.h promises this, and the registry shares
+// one instance as every "cpu" backend's fallback).
 #include <cstdlib>
 #include <cstring>
 #include <memory>
