@@ -206,7 +206,9 @@ void RunSize(int64_t n, const Options& o, cudaStream_t s) {
   CHECK_CUDA(cudaMalloc(&out_dense, q_elems * 2));
   CHECK_CUDA(cudaMalloc(&out_sparse, q_elems * 2));
   CHECK_CUDA(cudaMalloc(&sale_ws, tk::SaleWorkspaceBytes(shape)));
-  const tk::SaleConfig sale_cfg{o.tau, 64, 32, 128, 32};
+  tandem::kernels::SparseConfig sale_cfg;  // defaults: blocks 64 x 32, window 128, sink 32
+  sale_cfg.method = tandem::kernels::SparseMethod::kSale;
+  sale_cfg.sale_threshold = o.tau;
   CHECK_CUDA(cudaMalloc(&sale_mask, tk::FlashMaskBytes(n, kHeads, 64, 32)));
   CHECK_CUDA(cudaMalloc(&power_mask, tk::FlashMaskBytes(n, 1, 64, 64)));
   CHECK_CUDA(cudaMalloc(&entries, tk::FlashTileEntriesBytes(n, kHeads)));
@@ -278,8 +280,10 @@ void RunSize(int64_t n, const Options& o, cudaStream_t s) {
               estimate_kernel_ms);
   std::fflush(stdout);
 
+  tandem::kernels::SparseConfig power_cfg;  // block 64, window 1, sink 1
+  power_cfg.method = tandem::kernels::SparseMethod::kPowerAttention;
   auto power = [&] {
-    CHECK_CUDA(tk::LaunchPowerMask(shape, 64, 1, 1, &pmask, s));
+    CHECK_CUDA(tk::LaunchPowerMask(shape, power_cfg, &pmask, s));
     CHECK_CUDA(tk::LaunchBuildTileLists(shape, pmask, &lists, s));
     CHECK_CUDA(tk::LaunchFlashPrefillSparse(shape, sparse_t, lists, s));
   };

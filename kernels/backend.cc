@@ -1,6 +1,8 @@
-// The backend registry (process-wide singletons, created on first use under one mutex) and
-// DeviceBuffer. Backends live until process exit: they are never destroyed, so pointers handed out
-// by GetBackend() stay valid during static destruction of other objects.
+// The backend registry and DeviceBuffer. One function turns a name into a new backend
+// (CreateBackend); NewBackend hands its result to the caller, GetBackend keeps one per name,
+// created on first use under one mutex. Shared backends live until process exit: they are never
+// destroyed, so pointers handed out by GetBackend() stay valid during static destruction of other
+// objects.
 #include "kernels/backend.h"
 
 #include <charconv>
@@ -18,10 +20,15 @@
 namespace tandem::kernels {
 namespace {
 
+// cpu_ref is stateless, so one instance serves every caller and every "cpu" instance's fallback.
+KernelBackend& SharedCpuRef() {
+  static KernelBackend* cpu_ref = CreateCpuRefBackend().release();  // never destroyed, see above
+  return *cpu_ref;
+}
+
 struct Registry {
   absl::Mutex mu;
   int cpu_threads ABSL_GUARDED_BY(mu) = 0;
-  std::unique_ptr<KernelBackend> cpu_ref ABSL_GUARDED_BY(mu);
   std::unique_ptr<KernelBackend> cpu ABSL_GUARDED_BY(mu);
   // CUDA device index -> backend, or the reason it cannot be created (kept so that a missing
   // device is probed once, not on every call).
@@ -33,82 +40,109 @@ Registry& GetRegistry() {
   return *registry;
 }
 
-KernelBackend* CpuRefLocked(Registry& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
-  if (r.cpu_ref == nullptr) r.cpu_ref = CreateCpuRefBackend();
-  return r.cpu_ref.get();
-}
+// What a backend name selects: which backend and, for CUDA, which device.
+struct BackendName {
+  enum class Kind { kCpuRef, kCpu, kCuda };
+  Kind kind;
+  int cuda_index = 0;
+};
 
-absl::Status UnknownBackend(std::string_view name) {
+// "cpu_ref", "cpu", "cuda" (device 0), "cuda:N"; NotFound naming the known set for anything else.
+absl::StatusOr<BackendName> ParseBackendName(std::string_view name) {
+  if (name == "cpu_ref") return BackendName{BackendName::Kind::kCpuRef};
+  if (name == "cpu") return BackendName{BackendName::Kind::kCpu};
+  if (name == "cuda") return BackendName{BackendName::Kind::kCuda, 0};
+  if (name.substr(0, 5) == "cuda:") {
+    const std::string_view digits = name.substr(5);
+    int index = -1;
+    const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    if (!digits.empty() && ec == std::errc() && ptr == digits.data() + digits.size() &&
+        index >= 0) {
+      return BackendName{BackendName::Kind::kCuda, index};
+    }
+  }
   return absl::NotFoundError(
       absl::StrCat("unknown kernel backend \"", AV(name), "\"; known: cpu_ref, cpu, cuda, cuda:N"));
 }
 
-// "cuda" -> 0, "cuda:N" -> N; nullopt-like -1 for anything else that starts with "cuda".
-int ParseCudaIndex(std::string_view name) {
-  if (name == "cuda") return 0;
-  std::string_view digits = name.substr(5);  // after "cuda:"
-  if (name.substr(0, 5) != "cuda:" || digits.empty()) return -1;
-  int index = -1;
-  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
-  if (ec != std::errc() || ptr != digits.data() + digits.size() || index < 0) return -1;
-  return index;
-}
-
-absl::StatusOr<KernelBackend*> CudaLocked(Registry& r, int index, std::string_view name)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+absl::StatusOr<std::unique_ptr<KernelBackend>> CreateCuda(int index, std::string_view name) {
 #ifdef TANDEM_HAVE_CUDA
-  auto it = r.cuda.find(index);
-  if (it == r.cuda.end()) {
-    absl::StatusOr<std::unique_ptr<KernelBackend>> created;
-    const int count = CudaDeviceCount();
-    if (count == 0) {
-      created = absl::UnavailableError(absl::StrCat(
-          "no CUDA device: the driver reports 0 usable devices for \"", AV(name), "\""));
-    } else if (index >= count) {
-      created = absl::UnavailableError(absl::StrCat("no CUDA device: \"", AV(name), "\" but only ",
-                                                    count, " device(s) present"));
-    } else {
-      created = CreateCudaBackend(index);
-    }
-    it = r.cuda.emplace(index, std::move(created)).first;
+  const int count = CudaDeviceCount();
+  if (count == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "no CUDA device: the driver reports 0 usable devices for \"", AV(name), "\""));
   }
-  if (!it->second.ok()) return it->second.status();
-  return it->second->get();
+  if (index >= count) {
+    return absl::UnavailableError(absl::StrCat("no CUDA device: \"", AV(name), "\" but only ",
+                                               count, " device(s) present"));
+  }
+  return CreateCudaBackend(index);
 #else
-  (void)r;
   (void)index;
   return absl::UnavailableError(
       absl::StrCat("kernel backend \"", AV(name), "\": built without CUDA"));
 #endif
 }
 
+// A new backend for a parsed name; `cpu_threads` <= 0 means every hardware thread.
+absl::StatusOr<std::unique_ptr<KernelBackend>> CreateBackend(const BackendName& parsed,
+                                                             std::string_view name,
+                                                             int cpu_threads) {
+  switch (parsed.kind) {
+    case BackendName::Kind::kCpuRef:
+      return CreateCpuRefBackend();
+    case BackendName::Kind::kCpu: {
+      int threads = cpu_threads;
+      if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+      if (threads <= 0) threads = 1;
+      return CreateCpuBackend(threads, &SharedCpuRef());
+    }
+    case BackendName::Kind::kCuda:
+      return CreateCuda(parsed.cuda_index, name);
+  }
+  return absl::InternalError(absl::StrCat("kernel backend \"", AV(name), "\": unhandled kind"));
+}
+
 }  // namespace
 
 absl::StatusOr<KernelBackend*> GetBackend(std::string_view name) {
+  TANDEM_ASSIGN_OR_RETURN(const BackendName parsed, ParseBackendName(name));
+  if (parsed.kind == BackendName::Kind::kCpuRef) return &SharedCpuRef();
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
-  if (name == "cpu_ref") return CpuRefLocked(r);
-  if (name == "cpu") {
+  if (parsed.kind == BackendName::Kind::kCpu) {
     if (r.cpu == nullptr) {
-      int threads = r.cpu_threads;
-      if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-      if (threads <= 0) threads = 1;
-      r.cpu = CreateCpuBackend(threads, CpuRefLocked(r));
+      TANDEM_ASSIGN_OR_RETURN(r.cpu, CreateBackend(parsed, name, r.cpu_threads));
     }
     return r.cpu.get();
   }
-  if (name.substr(0, 4) == "cuda") {
-    const int index = ParseCudaIndex(name);
-    if (index < 0) return UnknownBackend(name);
-    return CudaLocked(r, index, name);
+  auto it = r.cuda.find(parsed.cuda_index);
+  if (it == r.cuda.end()) {
+    it = r.cuda.emplace(parsed.cuda_index, CreateBackend(parsed, name, 0)).first;
   }
-  return UnknownBackend(name);
+  if (!it->second.ok()) return it->second.status();
+  return it->second->get();
 }
 
 void SetCpuThreads(int threads) {
   Registry& r = GetRegistry();
   absl::MutexLock lock(&r.mu);
   r.cpu_threads = threads < 0 ? 0 : threads;
+}
+
+absl::Status BackendOptions::Validate() const {
+  if (cpu_threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("BackendOptions: cpu_threads=", cpu_threads,
+                                                   " < 0 (0 means all hardware threads)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<KernelBackend>> NewBackend(std::string_view name,
+                                                          const BackendOptions& options) {
+  TANDEM_RETURN_IF_ERROR(options.Validate());
+  TANDEM_ASSIGN_OR_RETURN(const BackendName parsed, ParseBackendName(name));
+  return CreateBackend(parsed, name, options.cpu_threads);
 }
 
 absl::StatusOr<DeviceBuffer> DeviceBuffer::Create(KernelBackend& backend, int64_t bytes) {

@@ -1,7 +1,7 @@
 // kernels/op.h
 //
-// The ops of the forward pass, one plain params struct each, and OpCall, the variant every backend
-// runs. Shapes are in brackets, outermost first (TensorView order). Every TensorView lives on the
+// The ops of the forward pass, one plain params struct each (with its name, kName), and OpCall,
+// the variant every backend runs. Shapes are in brackets, outermost first (TensorView order). Every TensorView lives on the
 // backend's device; host-side fields are marked "host". Params never own memory. The exact semantics
 // written here are the spec: cpu_ref implements it with naive fp32 loops, and every other backend is
 // compared with cpu_ref by tests/consistency/backend_ops_test.cc.
@@ -14,6 +14,7 @@
 
 #include "absl/types/span.h"
 #include "common/tensor_view.h"
+#include "kernels/sparse_pattern.h"  // SparseMethod, SparseConfig
 
 namespace tandem::kernels {
 
@@ -22,6 +23,7 @@ namespace tandem::kernels {
 // Backends may quantize x internally (llama.cpp pairs Q4_1 with Q8_1 activations); that rounding is
 // part of the op's tolerance in the harness.
 struct MatMulParams {
+  static constexpr std::string_view kName = "matmul";
   TensorView w;  // [out, in]
   TensorView x;  // [n, in] f32
   TensorView y;  // [n, out] f32, must not alias x
@@ -30,6 +32,7 @@ struct MatMulParams {
 
 // out[i, :] = dequant(table[ids[i], :]).
 struct EmbeddingParams {
+  static constexpr std::string_view kName = "embedding";
   TensorView table;  // [vocab, d], any weight dtype
   TensorView ids;    // [n] i32, each in [0, vocab)
   TensorView out;    // [n, d] f32
@@ -37,6 +40,7 @@ struct EmbeddingParams {
 
 // out[i, :] = x[i, :] / sqrt(mean_j x[i, j]^2 + eps) * weight[:]. out may alias x.
 struct RmsNormParams {
+  static constexpr std::string_view kName = "rmsnorm";
   TensorView x;       // [n, d] f32
   TensorView weight;  // [d] f32
   TensorView out;     // [n, d] f32
@@ -51,6 +55,7 @@ enum class RopeStyle : uint8_t {
 // Rotates the first n_rot values of every head of token t by angle positions[t] * base^(-2i/n_rot)
 // for pair i, in place. A negative or delta position re-rotates (CacheBlend moves reused K this way).
 struct RopeParams {
+  static constexpr std::string_view kName = "rope";
   TensorView x;          // [n, heads, head_dim] f32, in place
   TensorView positions;  // [n] i32
   float freq_base = 10000.0f;
@@ -60,6 +65,7 @@ struct RopeParams {
 
 // out = silu(gate) * up, silu(z) = z / (1 + exp(-z)). out may alias gate or up.
 struct SwiGluParams {
+  static constexpr std::string_view kName = "swiglu";
   TensorView gate;  // [n, f] f32
   TensorView up;    // [n, f] f32
   TensorView out;   // [n, f] f32
@@ -67,6 +73,7 @@ struct SwiGluParams {
 
 // x[i, :] = softmax(scale * x[i, :]) with max subtraction, in place.
 struct SoftmaxParams {
+  static constexpr std::string_view kName = "softmax";
   TensorView x;  // [n, d] f32
   float scale = 1.0f;
 };
@@ -74,6 +81,7 @@ struct SoftmaxParams {
 // Writes token t's K and V into the paged pools at slot slots[t] (page = slot / page_tokens,
 // offset = slot % page_tokens), converting f32 to the pool's dtype (f32 or f16, round to nearest).
 struct KvWriteParams {
+  static constexpr std::string_view kName = "kv_write";
   TensorView k;       // [n, n_kv_heads, head_dim] f32
   TensorView v;       // [n, n_kv_heads, head_dim] f32
   TensorView k_pool;  // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
@@ -86,6 +94,7 @@ struct KvWriteParams {
 // outside the pool is InvalidArgument on the CPU backends; a device kernel cannot report it and
 // writes that token's rows as zeros (as KvWrite skips such a slot).
 struct KvGatherParams {
+  static constexpr std::string_view kName = "kv_gather";
   TensorView k_pool;  // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
   TensorView v_pool;  // same shape and dtype as k_pool
   TensorView slots;   // [n] i32
@@ -100,6 +109,7 @@ struct KvGatherParams {
 // offset p % page_tokens. Query head h reads KV head h / (n_heads / n_kv_heads) (GQA).
 // out[t, h, :] = sum_p softmax_p(scale * q[t, h, :] · k[p, g, :]) * v[p, g, :], fp32 softmax.
 struct PagedAttentionParams {
+  static constexpr std::string_view kName = "paged_attention";
   TensorView q;           // [n, n_heads, head_dim] f32, after RoPE
   TensorView k_pool;      // [num_pages, page_tokens, n_kv_heads, head_dim] f32 | f16
   TensorView v_pool;      // same shape and dtype as k_pool
@@ -110,34 +120,8 @@ struct PagedAttentionParams {
   float scale = 0.125f;   // 1/sqrt(head_dim) unless the model says otherwise
 };
 
-// Which prefill attention runs (../shared/papers.md §4 SALE, §5 PowerAttention). The sparse methods
-// keep the KV cache exact and complete; they only skip (q-block, kv-block) tiles of the score matrix.
-enum class SparseMethod : uint8_t { kDense, kSale, kPowerAttention };
-
-// The knobs of each method with their papers' defaults. Blocks are by position: query t is in query
-// block q_pos[t] / q_block, key j in key block kv_pos[j] / k_block.
-struct SparseConfig {
-  SparseMethod method = SparseMethod::kDense;
-  // SALE: Q and K (minus K's per-head mean over tokens) quantized to int4 with per-token scales;
-  // a key block is computed when some query row i of the block has a relative attention score
-  // exp(scale * s_hat_ij - m_i) / l_i > sale_threshold, where m_i, l_i are the exact softmax max and
-  // sum over the mandatory blocks (the sink and the local window). sale_threshold < 1e-5 is dense,
-  // as in the authors' kernel; the paper calibrates it per head starting from 0.008.
-  float sale_threshold = 0.008f;
-  int32_t sale_q_block = 64;
-  int32_t sale_k_block = 32;
-  int32_t sale_local_window = 128;  // tokens before the query block's start, always computed
-  int32_t sale_sink = 32;           // leading tokens always computed (the first key block)
-  // Contexts (n_kv) of at most this many tokens run dense (the authors fall back at q_len <= 1024).
-  int32_t sale_min_tokens = 1024;
-  // PowerAttention: query block i reads key block j <= i when i - j is 0 or a power of two, when
-  // j < power_sink_blocks, or when i - j < power_window_blocks.
-  int32_t power_block = 64;
-  int32_t power_window_blocks = 1;
-  int32_t power_sink_blocks = 1;
-};
-
-// "dense", "sale", "power"; ParseSparseMethod is the inverse (nullopt for any other name).
+// SparseMethod (sparse_pattern.h) by name, "dense", "sale", "power", for flags, requests and
+// messages; ParseSparseMethod is the inverse (nullopt for any other name).
 std::string_view SparseMethodName(SparseMethod m);
 std::optional<SparseMethod> ParseSparseMethod(std::string_view name);
 
@@ -158,6 +142,7 @@ struct AttentionStats {
 // softmax (a query with no kept key, impossible for the causal diagonal, writes zeros).
 // `stats`, when set, is overwritten (host memory).
 struct AttentionPrefillParams {
+  static constexpr std::string_view kName = "attention_prefill";
   TensorView q;       // [n_q, n_heads, head_dim] f32, after RoPE
   TensorView k;       // [n_kv, n_kv_heads, head_dim] f32, after RoPE
   TensorView v;       // [n_kv, n_kv_heads, head_dim] f32
@@ -192,17 +177,25 @@ inline float NextUniform(uint64_t& state) {
 }
 
 struct SampleParams {
+  static constexpr std::string_view kName = "sample";
   TensorView logits;                       // [n, vocab] f32 (not modified)
   absl::Span<const SamplingConfig> configs;  // host, [n]
   absl::Span<uint64_t> rng_states;           // host, [n], advanced once per sampled row
   absl::Span<int32_t> out_tokens;            // host, [n]
 };
 
+// Every op, as one value: backend.Run(MatMulParams{...}) converts implicitly. The set is closed on
+// purpose: a value type needs no allocation per call, a kernel's params stay a plain struct, and
+// cpu_ref (the spec) fails to compile until it runs every op listed here. What stays open is each
+// backend's own list (kernels/internal/op_table.h): an op a backend does not list is NOT_SUPPORTED
+// there, with no edit to that backend. Adding an op is therefore: its params struct and one line
+// here; its cpu_ref file, declaration and table line; its harness case; then, only where it is
+// accelerated, the backend's kernel and one table line.
 using OpCall = std::variant<MatMulParams, EmbeddingParams, RmsNormParams, RopeParams, SwiGluParams,
                             SoftmaxParams, KvWriteParams, KvGatherParams, PagedAttentionParams,
                             SampleParams, AttentionPrefillParams>;
 
-// "matmul", "embedding", ... : for messages, metrics and the harness's --ops filter.
+// The call's kName, "matmul", "embedding", ...: for messages, metrics and the harness's --ops filter.
 std::string_view OpName(const OpCall& call);
 
 }  // namespace tandem::kernels

@@ -20,7 +20,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu_ref/ref_ops.h"
 #include "kernels/cpu_ref/sale_quant.h"
-#include "kernels/cpu_ref/sparse_pattern.h"
+#include "kernels/sparse_pattern.h"
 
 namespace tandem::kernels::cpu {
 namespace {
@@ -233,12 +233,12 @@ std::pair<int64_t, int64_t> RunItem(const Geometry& geo, const Item& it) {
   };
   if (c.method == SparseMethod::kPowerAttention) {
     for (int64_t kb = 0; kb < n_kb; ++kb) {
-      if (cpu_ref::PowerKeeps(c, it.qb, kb)) compute(kb);
+      if (PowerKeeps(c, it.qb, kb)) compute(kb);
     }
   } else if (geo.sale_sparse) {
     std::vector<int64_t> rest;
     for (int64_t kb = 0; kb < n_kb; ++kb) {
-      if (cpu_ref::SaleMandatory(c, it.qb, kb)) {
+      if (SaleMandatory(c, it.qb, kb)) {
         compute(kb);
       } else {
         rest.push_back(kb);
@@ -292,7 +292,7 @@ absl::Status RunAttentionPrefill(CpuContext& ctx, const AttentionPrefillParams& 
   const int64_t n_q = p.q.shape[0], n_heads = p.q.shape[1], hd = p.q.shape[2];
   const int64_t n_kv = p.k.shape[0], group = n_heads / p.k.shape[1];
   const SparseConfig& c = p.sparse;
-  const int64_t bq = cpu_ref::QBlock(c), bk = cpu_ref::KBlock(c);
+  const int64_t bq = QBlock(c), bk = KBlock(c);
   if (hd % 8 != 0 || hd > kMaxHeadDim || bq > kMaxRows || bk > kMaxKeys ||
       (c.method == SparseMethod::kSale && bk % 16 != 0)) {
     return absl::UnimplementedError("cpu: attention_prefill shape");
@@ -314,7 +314,7 @@ absl::Status RunAttentionPrefill(CpuContext& ctx, const AttentionPrefillParams& 
 
   Geometry geo{&p, n_q, n_heads, hd, n_kv, group, q0, bq, bk, false, nullptr};
   SaleOperands sale;
-  if (c.method == SparseMethod::kSale && !cpu_ref::SaleIsDense(c, n_kv)) {
+  if (c.method == SparseMethod::kSale && !SaleIsDense(c, n_kv)) {
     BuildSaleOperands(p, &sale);
     geo.sale_sparse = true;
     geo.sale = &sale;

@@ -1,8 +1,9 @@
 // kernels/cpu/cpu_backend.cc
 //
-// The "cpu" backend: routes each OpCall to its fast implementation (ops.h) when this CPU has the
-// SIMD kernels and the call's layout is covered; everything else (embedding, sampling, odd layouts,
-// CPUs without AVX2) runs on the fallback backend, cpu_ref.
+// The "cpu" backend: routes each OpCall to its fast implementation (ops.h, listed in kFastOps) when
+// this CPU has the SIMD kernels and the call's layout is covered; everything else (ops without a
+// fast path such as embedding and sampling, odd layouts, CPUs without AVX2) runs on the fallback
+// backend, cpu_ref.
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -15,11 +16,34 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/internal/backend_factories.h"
+#include "kernels/internal/op_table.h"
 
 namespace tandem::kernels {
 namespace {
 
 constexpr int64_t kAlignment = 64;
+
+// An op with a fast path in this folder (ops.h). It returns Unimplemented for a layout it does not
+// cover, and the call then runs on cpu_ref.
+template <typename P>
+struct FastOp {
+  using Params = P;
+  absl::Status (*run)(cpu::CpuContext&, const P&);
+  absl::Status Run(cpu::CpuContext& ctx, const P& p) const { return run(ctx, p); }
+};
+
+// The ops with a fast path, one line each; every other op runs on cpu_ref.
+constexpr OpTable kFastOps{
+    FastOp{cpu::RunMatMul},
+    FastOp{cpu::RunPagedAttention},
+    FastOp{cpu::RunRmsNorm},
+    FastOp{cpu::RunRope},
+    FastOp{cpu::RunSwiGlu},
+    FastOp{cpu::RunSoftmax},
+    FastOp{cpu::RunKvWrite},
+    FastOp{cpu::RunKvGather},
+    FastOp{cpu::RunAttentionPrefill},
+};
 
 class CpuBackend final : public KernelBackend {
  public:
@@ -64,20 +88,14 @@ class CpuBackend final : public KernelBackend {
   }
 
  private:
-  static absl::Status Fallback() { return absl::UnimplementedError("cpu: no fast path"); }
-  absl::Status RunFast(const MatMulParams& p) { return cpu::RunMatMul(ctx_, p); }
-  absl::Status RunFast(const PagedAttentionParams& p) { return cpu::RunPagedAttention(ctx_, p); }
-  absl::Status RunFast(const RmsNormParams& p) { return cpu::RunRmsNorm(ctx_, p); }
-  absl::Status RunFast(const RopeParams& p) { return cpu::RunRope(ctx_, p); }
-  absl::Status RunFast(const SwiGluParams& p) { return cpu::RunSwiGlu(ctx_, p); }
-  absl::Status RunFast(const SoftmaxParams& p) { return cpu::RunSoftmax(ctx_, p); }
-  absl::Status RunFast(const KvWriteParams& p) { return cpu::RunKvWrite(ctx_, p); }
-  absl::Status RunFast(const KvGatherParams& p) { return cpu::RunKvGather(ctx_, p); }
-  absl::Status RunFast(const AttentionPrefillParams& p) {
-    return cpu::RunAttentionPrefill(ctx_, p);
+  template <typename P>
+  absl::Status RunFast(const P& p) {
+    if constexpr (decltype(kFastOps)::Has<P>()) {
+      return kFastOps.Get<P>().Run(ctx_, p);
+    } else {
+      return absl::UnimplementedError("cpu: no fast path");
+    }
   }
-  absl::Status RunFast(const EmbeddingParams&) { return Fallback(); }
-  absl::Status RunFast(const SampleParams&) { return Fallback(); }
 
   cpu::ThreadPool pool_;
   KernelBackend* fallback_;

@@ -11,7 +11,8 @@
 #include "common/status.h"
 #include "kernels/cpu_ref/ref_ops.h"
 #include "kernels/cpu_ref/sale_quant.h"
-#include "kernels/cpu_ref/sparse_pattern.h"
+#include "kernels/sparse_config_check.h"
+#include "kernels/sparse_pattern.h"
 
 namespace tandem::kernels::cpu_ref {
 namespace {

@@ -1,6 +1,7 @@
-// The "cpu_ref" backend: dispatches each OpCall to its naive implementation in this folder. Host
-// memory from aligned_alloc(64); copies are memcpy. Stateless apart from its name, so any number of
-// threads may use it, although the registry's contract only promises one at a time.
+// The "cpu_ref" backend: dispatches each OpCall to its naive implementation in this folder through
+// one table, kRefOps. Host memory from aligned_alloc(64); copies are memcpy. Stateless apart from
+// its name, so any number of threads may use it (backend.h promises this, and the registry shares
+// one instance as every "cpu" backend's fallback).
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -8,60 +9,45 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu_ref/ref_ops.h"
 #include "kernels/internal/backend_factories.h"
+#include "kernels/internal/op_table.h"
 
 namespace tandem::kernels {
 namespace {
 
-template <class... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
+// An op of this folder: Check<Op>() (what Supports() asks) and Run<Op>() (ref_ops.h).
+template <typename P>
+struct RefOp {
+  using Params = P;
+  absl::Status (*check)(const P&);
+  absl::Status (*run)(const P&);
+  absl::Status Check(const P& p) const { return check(p); }
+  absl::Status Run(const P& p) const { return run(p); }
 };
-template <class... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// Every op of op.h, one line each; Supports() and Run() both read it.
+constexpr OpTable kRefOps{
+    RefOp{cpu_ref::CheckMatMul, cpu_ref::RunMatMul},
+    RefOp{cpu_ref::CheckEmbedding, cpu_ref::RunEmbedding},
+    RefOp{cpu_ref::CheckRmsNorm, cpu_ref::RunRmsNorm},
+    RefOp{cpu_ref::CheckRope, cpu_ref::RunRope},
+    RefOp{cpu_ref::CheckSwiGlu, cpu_ref::RunSwiGlu},
+    RefOp{cpu_ref::CheckSoftmax, cpu_ref::RunSoftmax},
+    RefOp{cpu_ref::CheckKvWrite, cpu_ref::RunKvWrite},
+    RefOp{cpu_ref::CheckKvGather, cpu_ref::RunKvGather},
+    RefOp{cpu_ref::CheckPagedAttention, cpu_ref::RunPagedAttention},
+    RefOp{cpu_ref::CheckSample, cpu_ref::RunSample},
+    RefOp{cpu_ref::CheckAttentionPrefill, cpu_ref::RunAttentionPrefill},
+};
+static_assert(ListsEveryOp<decltype(kRefOps)>::value,
+              "cpu_ref is the spec: it runs every op of OpCall (kernels/op.h)");
 
 class CpuRefBackend final : public KernelBackend {
  public:
   std::string_view Name() const override { return "cpu_ref"; }
   Device device() const override { return Device{DeviceKind::kCpu, 0}; }
 
-  bool Supports(const OpCall& call) const override {
-    return std::visit(
-               Overloaded{
-                   [](const MatMulParams& p) { return cpu_ref::CheckMatMul(p); },
-                   [](const EmbeddingParams& p) { return cpu_ref::CheckEmbedding(p); },
-                   [](const RmsNormParams& p) { return cpu_ref::CheckRmsNorm(p); },
-                   [](const RopeParams& p) { return cpu_ref::CheckRope(p); },
-                   [](const SwiGluParams& p) { return cpu_ref::CheckSwiGlu(p); },
-                   [](const SoftmaxParams& p) { return cpu_ref::CheckSoftmax(p); },
-                   [](const KvWriteParams& p) { return cpu_ref::CheckKvWrite(p); },
-                   [](const KvGatherParams& p) { return cpu_ref::CheckKvGather(p); },
-                   [](const PagedAttentionParams& p) { return cpu_ref::CheckPagedAttention(p); },
-                   [](const SampleParams& p) { return cpu_ref::CheckSample(p); },
-                   [](const AttentionPrefillParams& p) {
-                     return cpu_ref::CheckAttentionPrefill(p);
-                   },
-               },
-               call)
-        .ok();
-  }
-
-  absl::Status Run(const OpCall& call) override {
-    return std::visit(
-        Overloaded{
-            [](const MatMulParams& p) { return cpu_ref::RunMatMul(p); },
-            [](const EmbeddingParams& p) { return cpu_ref::RunEmbedding(p); },
-            [](const RmsNormParams& p) { return cpu_ref::RunRmsNorm(p); },
-            [](const RopeParams& p) { return cpu_ref::RunRope(p); },
-            [](const SwiGluParams& p) { return cpu_ref::RunSwiGlu(p); },
-            [](const SoftmaxParams& p) { return cpu_ref::RunSoftmax(p); },
-            [](const KvWriteParams& p) { return cpu_ref::RunKvWrite(p); },
-            [](const KvGatherParams& p) { return cpu_ref::RunKvGather(p); },
-            [](const PagedAttentionParams& p) { return cpu_ref::RunPagedAttention(p); },
-            [](const SampleParams& p) { return cpu_ref::RunSample(p); },
-            [](const AttentionPrefillParams& p) { return cpu_ref::RunAttentionPrefill(p); },
-        },
-        call);
-  }
+  bool Supports(const OpCall& call) const override { return TableSupports(kRefOps, call); }
+  absl::Status Run(const OpCall& call) override { return TableRun(kRefOps, Name(), call); }
 
   absl::Status Synchronize() override { return absl::OkStatus(); }
 

@@ -31,11 +31,6 @@ __device__ __forceinline__ double DotNoFma(const float* a, const float* b, int64
   return s;
 }
 
-__device__ __forceinline__ bool SaleMandatory(const SaleSelectArgs& s, int64_t qb, int64_t kb) {
-  const int64_t k_begin = kb * s.k_block;
-  return k_begin < s.sink || k_begin + s.k_block > qb * s.q_block - s.local_window;
-}
-
 __global__ void SaleMeanKernel(const AttentionPrefillArgs a, const SaleSelectArgs s) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.n_kv_heads * a.head_dim) return;
@@ -76,12 +71,12 @@ __global__ void SaleThresholdKernel(const AttentionPrefillArgs a, const SaleSele
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= a.n_q * a.n_heads) return;
   const int64_t t = r / a.n_heads, h = r % a.n_heads, g = h / (a.n_heads / a.n_kv_heads);
-  const int64_t qp = a.q_pos[t * a.q_pos_stride], qb = qp / s.q_block;
+  const int64_t qp = a.q_pos[t * a.q_pos_stride], qb = qp / s.config.sale_q_block;
   const float* q = a.q + t * a.q_stride0 + h * a.q_stride1;
   const double scale = a.scale;
   auto logit = [&](int64_t j, bool* ok) {
     const int64_t kp = a.kv_pos[j * a.kv_pos_stride];
-    *ok = kp <= qp && SaleMandatory(s, qb, kp / s.k_block);
+    *ok = kp <= qp && SaleMandatory(s.config, qb, kp / s.config.sale_k_block);
     return *ok ? __dmul_rn(scale, DotNoFma(q, a.k + j * a.k_stride0 + g * a.k_stride1, a.head_dim))
                : 0.0;
   };
@@ -102,7 +97,8 @@ __global__ void SaleThresholdKernel(const AttentionPrefillArgs a, const SaleSele
     if (ok) l = __dadd_rn(l, exp(__dsub_rn(x, m)));
   }
   s.row_threshold[r] =
-      any ? __dadd_rn(m, log(__dmul_rn(static_cast<double>(s.threshold), l))) : -__builtin_huge_val();
+      any ? __dadd_rn(m, log(__dmul_rn(static_cast<double>(s.config.sale_threshold), l)))
+          : -__builtin_huge_val();
 }
 
 // grid (query row r = t * n_heads + h, key chunk): one thread per non-mandatory causal key.
@@ -114,8 +110,8 @@ __global__ void SaleSelectKernel(const AttentionPrefillArgs a, const SaleSelectA
   const int64_t t = r / a.n_heads, h = r % a.n_heads, g = h / (a.n_heads / a.n_kv_heads);
   const int64_t qp = a.q_pos[t * a.q_pos_stride], kp = a.kv_pos[j * a.kv_pos_stride];
   if (kp > qp) return;
-  const int64_t qb = qp / s.q_block, kb = kp / s.k_block;
-  if (SaleMandatory(s, qb, kb)) return;
+  const int64_t qb = qp / s.config.sale_q_block, kb = kp / s.config.sale_k_block;
+  if (SaleMandatory(s.config, qb, kb)) return;
   uint8_t* keep = m.keep + (h * m.n_qb + qb - m.qb0) * m.n_kb + kb - m.kb0;
   if (*keep != 0) return;
   const int64_t kr = j * a.n_kv_heads + g;

@@ -4,8 +4,8 @@
 // The block mask is sized by the smallest and largest positions, exactly as cpu_ref's Selection,
 // so the host reads q_pos and kv_pos back (one synchronising copy: this op already needs the host
 // to size its buffers). The static part of the selection (every block, PowerAttention's pattern,
-// SALE's sink and local window) is computed here with cpu_ref's own rules (sparse_pattern.h) and
-// uploaded; SALE's estimated blocks are added on the device. AttentionStats are counted on the host
+// SALE's sink and local window) is computed here with the rules of kernels/sparse_pattern.h, which
+// cpu_ref and the kernels share, and uploaded; SALE's estimated blocks are added on the device. AttentionStats are counted on the host
 // from the final mask, reading it back only when stats are requested and SALE changed it.
 #include <algorithm>
 #include <cstdint>
@@ -14,11 +14,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "kernels/cpu_ref/sparse_pattern.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/op_args.h"
 #include "kernels/cuda/op_prepare.h"
+#include "kernels/sparse_pattern.h"
 
 namespace tandem::kernels::cuda {
 namespace {
@@ -57,8 +57,8 @@ absl::Status CudaBackend::RunAttentionPrefill(const AttentionPrefillParams& p) {
 
   const SparseConfig& c = p.sparse;
   PrefillMaskArgs m;
-  m.bq = cpu_ref::QBlock(c);
-  m.bk = cpu_ref::KBlock(c);
+  m.bq = QBlock(c);
+  m.bk = KBlock(c);
   if (a.n_kv > 0) {
     const auto [qmin, qmax] = std::minmax_element(qpos.begin(), qpos.end());
     const auto [kmin, kmax] = std::minmax_element(kpos.begin(), kpos.end());
@@ -67,7 +67,7 @@ absl::Status CudaBackend::RunAttentionPrefill(const AttentionPrefillParams& p) {
     m.kb0 = *kmin / m.bk;
     m.n_kb = *kmax / m.bk - m.kb0 + 1;
   }
-  const bool sale_sparse = c.method == SparseMethod::kSale && !cpu_ref::SaleIsDense(c, a.n_kv);
+  const bool sale_sparse = c.method == SparseMethod::kSale && !SaleIsDense(c, a.n_kv);
   const bool every_block =
       c.method == SparseMethod::kDense || (c.method == SparseMethod::kSale && !sale_sparse);
   const int64_t head_blocks = m.n_qb * m.n_kb;
@@ -77,8 +77,8 @@ absl::Status CudaBackend::RunAttentionPrefill(const AttentionPrefillParams& p) {
     for (int64_t qb = 0; qb < m.n_qb; ++qb) {
       for (int64_t kb = 0; kb < m.n_kb; ++kb) {
         const bool k = c.method == SparseMethod::kPowerAttention
-                           ? cpu_ref::PowerKeeps(c, qb + m.qb0, kb + m.kb0)
-                           : cpu_ref::SaleMandatory(c, qb + m.qb0, kb + m.kb0);
+                           ? PowerKeeps(c, qb + m.qb0, kb + m.kb0)
+                           : SaleMandatory(c, qb + m.qb0, kb + m.kb0);
         keep[static_cast<size_t>(qb * m.n_kb + kb)] = k ? 1 : 0;
       }
     }
@@ -113,11 +113,7 @@ absl::Status CudaBackend::RunAttentionPrefill(const AttentionPrefillParams& p) {
   }
   if (sale_sparse) {
     SaleSelectArgs s;
-    s.threshold = c.sale_threshold;
-    s.q_block = c.sale_q_block;
-    s.k_block = c.sale_k_block;
-    s.local_window = c.sale_local_window;
-    s.sink = c.sale_sink;
+    s.config = c;
     s.k_mean = reinterpret_cast<float*>(base + offsets[1]);
     s.q8 = reinterpret_cast<int8_t*>(base + offsets[2]);
     s.q_scale = reinterpret_cast<float*>(base + offsets[3]);

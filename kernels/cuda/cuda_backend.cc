@@ -2,7 +2,6 @@
 #include "kernels/cuda/cuda_backend.h"
 
 #include <utility>
-#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,27 +10,46 @@
 #include "kernels/cuda/op_args.h"
 #include "kernels/cuda/op_prepare.h"
 #include "kernels/internal/backend_factories.h"
+#include "kernels/internal/op_table.h"
 
 namespace tandem::kernels {
 namespace cuda {
 namespace {
 
-template <class... Fs>
-struct Overloaded : Fs... {
-  using Fs::operator()...;
+// What an entry's Run needs from the backend.
+struct RunContext {
+  CudaBackend& backend;
+  int device;
+  cudaStream_t stream;
 };
-template <class... Fs>
-Overloaded(Fs...) -> Overloaded<Fs...>;
 
-// Validates, then launches: the one path shared by every op except Sample.
-template <typename Args, typename Params>
-absl::Status PrepareAndLaunch(absl::StatusOr<Args> (*prepare)(const Params&, int),
-                              cudaError_t (*launch)(const Args&, cudaStream_t), const Params& p,
-                              int device, cudaStream_t stream) {
-  TANDEM_ASSIGN_OR_RETURN(const Args args, prepare(p, device));
-  TANDEM_RETURN_IF_CUDA_ERROR(launch(args, stream));
-  return absl::OkStatus();
-}
+// An op validated by its Prepare* function (op_prepare.h, also what Supports() asks) and enqueued
+// by its launcher (op_args.h).
+template <typename P, typename Args>
+struct LaunchedOp {
+  using Params = P;
+  absl::StatusOr<Args> (*prepare)(const P&, int device);
+  cudaError_t (*launch)(const Args&, cudaStream_t);
+
+  absl::Status Check(int device, const P& p) const { return prepare(p, device).status(); }
+  absl::Status Run(const RunContext& ctx, const P& p) const {
+    TANDEM_ASSIGN_OR_RETURN(const Args args, prepare(p, ctx.device));
+    TANDEM_RETURN_IF_CUDA_ERROR(launch(args, ctx.stream));
+    return absl::OkStatus();
+  }
+};
+
+// An op that needs host work around its kernels (scratch, copies back): validated by its Prepare*
+// function and run by a CudaBackend member, which prepares again.
+template <typename P, typename Args>
+struct HostedOp {
+  using Params = P;
+  absl::StatusOr<Args> (*prepare)(const P&, int device);
+  absl::Status (CudaBackend::*run)(const P&);
+
+  absl::Status Check(int device, const P& p) const { return prepare(p, device).status(); }
+  absl::Status Run(const RunContext& ctx, const P& p) const { return (ctx.backend.*run)(p); }
+};
 
 int64_t AlignUp(int64_t v, int64_t a) { return (v + a - 1) / a * a; }
 
@@ -60,61 +78,30 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
   return std::unique_ptr<CudaBackend>(new CudaBackend(device, stream));
 }
 
+struct CudaBackend::Ops {
+  static constexpr OpTable kTable{
+      LaunchedOp{PrepareMatMul, LaunchMatMul},
+      LaunchedOp{PrepareEmbedding, LaunchEmbedding},
+      LaunchedOp{PrepareRmsNorm, LaunchRmsNorm},
+      LaunchedOp{PrepareRope, LaunchRope},
+      LaunchedOp{PrepareSwiGlu, LaunchSwiGlu},
+      LaunchedOp{PrepareSoftmax, LaunchSoftmax},
+      LaunchedOp{PrepareKvWrite, LaunchKvWrite},
+      LaunchedOp{PrepareKvGather, LaunchKvGather},
+      LaunchedOp{PreparePagedAttention, LaunchPagedAttention},
+      HostedOp{PrepareSample, &CudaBackend::RunSample},
+      HostedOp{PrepareAttentionPrefill, &CudaBackend::RunAttentionPrefill},
+  };
+};
+
 bool CudaBackend::Supports(const OpCall& call) const {
-  return std::visit(
-      Overloaded{
-          [&](const MatMulParams& p) { return PrepareMatMul(p, device_).ok(); },
-          [&](const EmbeddingParams& p) { return PrepareEmbedding(p, device_).ok(); },
-          [&](const RmsNormParams& p) { return PrepareRmsNorm(p, device_).ok(); },
-          [&](const RopeParams& p) { return PrepareRope(p, device_).ok(); },
-          [&](const SwiGluParams& p) { return PrepareSwiGlu(p, device_).ok(); },
-          [&](const SoftmaxParams& p) { return PrepareSoftmax(p, device_).ok(); },
-          [&](const KvWriteParams& p) { return PrepareKvWrite(p, device_).ok(); },
-          [&](const KvGatherParams& p) { return PrepareKvGather(p, device_).ok(); },
-          [&](const PagedAttentionParams& p) { return PreparePagedAttention(p, device_).ok(); },
-          [&](const SampleParams& p) { return PrepareSample(p, device_).ok(); },
-          [&](const AttentionPrefillParams& p) {
-            return PrepareAttentionPrefill(p, device_).ok();
-          },
-      },
-      call);
+  return TableSupports(Ops::kTable, call, device_);
 }
 
 absl::Status CudaBackend::Run(const OpCall& call) {
   TANDEM_RETURN_IF_CUDA_ERROR(cudaSetDevice(device_));  // the calling thread may be new
-  const int d = device_;
-  cudaStream_t s = stream_;
-  return std::visit(
-      Overloaded{
-          [&](const MatMulParams& p) {
-            return PrepareAndLaunch(PrepareMatMul, LaunchMatMul, p, d, s);
-          },
-          [&](const EmbeddingParams& p) {
-            return PrepareAndLaunch(PrepareEmbedding, LaunchEmbedding, p, d, s);
-          },
-          [&](const RmsNormParams& p) {
-            return PrepareAndLaunch(PrepareRmsNorm, LaunchRmsNorm, p, d, s);
-          },
-          [&](const RopeParams& p) { return PrepareAndLaunch(PrepareRope, LaunchRope, p, d, s); },
-          [&](const SwiGluParams& p) {
-            return PrepareAndLaunch(PrepareSwiGlu, LaunchSwiGlu, p, d, s);
-          },
-          [&](const SoftmaxParams& p) {
-            return PrepareAndLaunch(PrepareSoftmax, LaunchSoftmax, p, d, s);
-          },
-          [&](const KvWriteParams& p) {
-            return PrepareAndLaunch(PrepareKvWrite, LaunchKvWrite, p, d, s);
-          },
-          [&](const KvGatherParams& p) {
-            return PrepareAndLaunch(PrepareKvGather, LaunchKvGather, p, d, s);
-          },
-          [&](const PagedAttentionParams& p) {
-            return PrepareAndLaunch(PreparePagedAttention, LaunchPagedAttention, p, d, s);
-          },
-          [&](const SampleParams& p) { return RunSample(p); },
-          [&](const AttentionPrefillParams& p) { return RunAttentionPrefill(p); },
-      },
-      call);
+  RunContext ctx{*this, device_, stream_};
+  return TableRun(Ops::kTable, name_, call, ctx);
 }
 
 absl::Status CudaBackend::RunSample(const SampleParams& p) {

@@ -4,8 +4,8 @@
 // validates a call (op_prepare.h), then enqueues its kernel on that stream and returns without
 // waiting, except Sample, whose tokens land in host memory and so synchronises. Copies are ordered
 // on the same stream and wait for completion. Also owns the scratch device memory Sample needs,
-// grown on demand. Created by CreateCudaBackend() (backend_factories.h) and owned by the registry;
-// used by one thread at a time, like every KernelBackend. Only kernels/cuda includes this header,
+// grown on demand. Created by CreateCudaBackend() (backend_factories.h) and owned by the registry
+// or by NewBackend()'s caller; used by one thread at a time, like every KernelBackend. Only kernels/cuda includes this header,
 // so CUDA types stay out of other folders.
 #pragma once
 
@@ -42,6 +42,8 @@ class CudaBackend final : public KernelBackend {
   absl::Status CopyToHost(void* dst, const void* src, int64_t bytes) override;
 
  private:
+  struct Ops;  // the ops it runs: one table read by Supports() and Run() (cuda_backend.cc)
+
   CudaBackend(int device, cudaStream_t stream);
   absl::Status RunSample(const SampleParams& p);
   // Reads positions back and synchronises (attention_prefill_host.cc).

@@ -450,7 +450,7 @@ __global__ void BuildTileListsKernel(const ListParams p) {
 struct PowerParams {
   uint8_t* keep;
   int64_t n_qb, n_kb;
-  int window_blocks, sink_blocks;
+  SparseConfig config;
 };
 
 __global__ void PowerMaskKernel(const PowerParams p) {
@@ -458,10 +458,7 @@ __global__ void PowerMaskKernel(const PowerParams p) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t qb = i / p.n_kb, kb = i % p.n_kb;
-    const int64_t d = qb - kb;
-    const bool keep =
-        kb <= qb && (d == 0 || (d & (d - 1)) == 0 || kb < p.sink_blocks || d < p.window_blocks);
-    p.keep[i] = keep ? 1 : 0;
+    p.keep[i] = PowerKeeps(p.config, qb, kb) ? 1 : 0;
   }
 }
 
@@ -522,10 +519,11 @@ cudaError_t LaunchBuildTileLists(const FlashPrefillShape& s, const FlashBlockMas
   return cudaGetLastError();
 }
 
-cudaError_t LaunchPowerMask(const FlashPrefillShape& s, int block, int window_blocks,
-                            int sink_blocks, FlashBlockMask* mask, cudaStream_t stream) {
+cudaError_t LaunchPowerMask(const FlashPrefillShape& s, const SparseConfig& c,
+                            FlashBlockMask* mask, cudaStream_t stream) {
+  const int block = c.power_block;
   if (!ShapeOk(s) || mask == nullptr || mask->keep == nullptr || block < 16 || block % 16 != 0 ||
-      window_blocks < 0 || sink_blocks < 0) {
+      c.power_window_blocks < 0 || c.power_sink_blocks < 0) {
     return cudaErrorInvalidValue;
   }
   mask->q_block = block;
@@ -533,7 +531,7 @@ cudaError_t LaunchPowerMask(const FlashPrefillShape& s, int block, int window_bl
   mask->n_qb = (s.n_tokens + block - 1) / block;
   mask->n_kb = mask->n_qb;
   mask->mask_heads = 1;
-  const PowerParams p{mask->keep, mask->n_qb, mask->n_kb, window_blocks, sink_blocks};
+  const PowerParams p{mask->keep, mask->n_qb, mask->n_kb, c};
   PowerMaskKernel<<<1024, 256, 0, stream>>>(p);
   return cudaGetLastError();
 }

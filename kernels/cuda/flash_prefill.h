@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/sparse_pattern.h"
+
 namespace tandem::kernels::cuda {
 
 inline constexpr int kFlashHeadDim = 128;
@@ -111,19 +113,11 @@ cudaError_t LaunchFlashPrefillLse(const FlashPrefillShape& s, const FlashPrefill
 cudaError_t LaunchBuildTileLists(const FlashPrefillShape& s, const FlashBlockMask& mask,
                                  FlashTileLists* lists, cudaStream_t stream);
 
-// PowerAttention's static pattern (op.h SparseConfig) at block size `block` into a shared mask
-// (mask_heads = 1): causal blocks kb <= qb with qb - kb in {0, 2^i}, kb < sink_blocks or
-// qb - kb < window_blocks.
-cudaError_t LaunchPowerMask(const FlashPrefillShape& s, int block, int window_blocks,
-                            int sink_blocks, FlashBlockMask* mask, cudaStream_t stream);
-
-struct SaleConfig {
-  float threshold = 0.008f;
-  int q_block = 64;
-  int k_block = 32;
-  int local_window = 128;
-  int sink = 32;
-};
+// PowerAttention's static pattern (sparse_pattern.h's PowerKeeps over c's power_* fields; the
+// method field is not read) at block size c.power_block, a multiple of 16, into a shared mask
+// (mask_heads = 1).
+cudaError_t LaunchPowerMask(const FlashPrefillShape& s, const SparseConfig& c,
+                            FlashBlockMask* mask, cudaStream_t stream);
 
 // SALE's device buffers, all caller-owned; SaleWorkspaceBytes() is the one allocation that
 // SaleWorkspaceCarve() cuts into these pointers (256-byte aligned).
@@ -144,13 +138,16 @@ SaleWorkspace SaleWorkspaceCarve(const FlashPrefillShape& s, void* base);
 // 1. Per-head K mean, then int4-range Q and smoothed K with per-row scales, and q . mean(K).
 cudaError_t LaunchSaleQuantize(const FlashPrefillShape& s, const FlashPrefillTensors& t,
                                const SaleWorkspace& ws, cudaStream_t stream);
-// 2. The mandatory blocks (sink and local window, causal) into `mask` (mask_heads = n_heads,
-// q_block/k_block from the config); every other block cleared.
-cudaError_t LaunchSaleMandatoryMask(const FlashPrefillShape& s, const SaleConfig& c,
+// Steps 2 and 4 read c's sale_* fields (the method field is not read); this path runs
+// sale_q_block 64 and sale_k_block 32 only (cudaErrorInvalidValue otherwise).
+// 2. The mandatory blocks (sparse_pattern.h's SaleMandatory, causal) into `mask` (mask_heads =
+// n_heads); every other block cleared.
+cudaError_t LaunchSaleMandatoryMask(const FlashPrefillShape& s, const SparseConfig& c,
                                     FlashBlockMask* mask, cudaStream_t stream);
 // 3. (caller) lists from the mandatory mask, then LaunchFlashPrefillLse into ws.lse2.
-// 4. Sets mask blocks whose estimated relative attention score exceeds the threshold for some row.
-cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SaleConfig& c,
+// 4. Sets mask blocks whose estimated relative attention score exceeds c.sale_threshold (> 0) for
+// some row.
+cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SparseConfig& c,
                                const SaleWorkspace& ws, const FlashBlockMask& mask,
                                cudaStream_t stream);
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "common/dtype.h"
+#include "kernels/sparse_pattern.h"
 
 namespace tandem::kernels::cuda {
 
@@ -133,11 +134,11 @@ struct PrefillMaskArgs {
   int64_t bq = 64, bk = 64, qb0 = 0, kb0 = 0, n_qb = 0, n_kb = 0;
 };
 
-// SALE's selection on the f32 interface: device scratch the launcher fills in order (K mean, int4
+// SALE's selection on the f32 interface: the op's config (its sale_* fields; the kernels apply
+// sparse_pattern.h's rules to it), then device scratch the launcher fills in order (K mean, int4
 // rows, per-row thresholds), then the blocks it sets in the mask.
 struct SaleSelectArgs {
-  float threshold = 0.008f;
-  int64_t q_block = 64, k_block = 32, local_window = 128, sink = 32;
+  SparseConfig config;
   float* k_mean = nullptr;      // [n_kv_heads, head_dim]
   int8_t* q8 = nullptr;         // [n_q, n_heads, head_dim]
   float* q_scale = nullptr;     // [n_q, n_heads]

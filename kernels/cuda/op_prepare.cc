@@ -8,9 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "kernels/cpu_ref/sparse_pattern.h"
 #include "kernels/cuda/matmul_heuristics.h"
 #include "kernels/cuda/supported.h"
+#include "kernels/sparse_config_check.h"
 
 namespace tandem::kernels::cuda {
 namespace {
@@ -409,7 +409,7 @@ absl::StatusOr<AttentionPrefillArgs> PrepareAttentionPrefill(const AttentionPref
                                      kMaxAttentionHeadDim));
   }
   if (!std::isfinite(p.scale)) return Invalid(kOp, absl::StrCat("scale ", p.scale, " is not finite"));
-  TANDEM_RETURN_IF_ERROR(cpu_ref::ValidateSparseConfig(kOp, p.sparse));
+  TANDEM_RETURN_IF_ERROR(ValidateSparseConfig(kOp, p.sparse));
   if (Overlaps(p.out, p.q) || Overlaps(p.out, p.k) || Overlaps(p.out, p.v)) {
     return Invalid(kOp, "out must not alias q, k or v");
   }

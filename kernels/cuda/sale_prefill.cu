@@ -28,6 +28,12 @@ constexpr int kSaleKBlock = 32;
 
 int64_t Align256(int64_t v) { return (v + 255) / 256 * 256; }
 
+// The block sizes the kernels below are built for, and a sink and window the rules can use.
+bool SaleConfigOk(const SparseConfig& c) {
+  return c.sale_q_block == kSaleQBlock && c.sale_k_block == kSaleKBlock &&
+         c.sale_local_window >= 0 && c.sale_sink >= 0;
+}
+
 // Partial sums of K over a chunk of tokens per (chunk, KV head, dim), in f32.
 __global__ void KMeanPartialKernel(const __nv_bfloat16* k, int64_t n, int n_kv_heads,
                                    float* partial) {
@@ -91,7 +97,8 @@ __global__ void QuantizeRowsKernel(const __nv_bfloat16* x, int64_t rows, int hea
 struct MandatoryParams {
   uint8_t* keep;
   int64_t n, n_qb, n_kb;
-  int n_heads, q_block, k_block, local_window, sink;
+  int n_heads;
+  SparseConfig config;
 };
 
 // One thread per (head, q block): sets the sink and local-window blocks up to the causal end.
@@ -100,12 +107,10 @@ __global__ void MandatoryMaskKernel(const MandatoryParams p) {
   if (i >= p.n_heads * p.n_qb) return;
   const int64_t qb = i % p.n_qb;
   uint8_t* row = p.keep + i * p.n_kb;
-  const int64_t last = min(qb * p.q_block + p.q_block - 1, p.n - 1) / p.k_block;
-  const int64_t sink_end = min(static_cast<int64_t>((p.sink + p.k_block - 1) / p.k_block), last + 1);
+  const int64_t last = min(qb * kSaleQBlock + kSaleQBlock - 1, p.n - 1) / kSaleKBlock;
+  const int64_t sink_end = min(SaleSinkEndBlock(p.config), last + 1);
   for (int64_t kb = 0; kb < sink_end; ++kb) row[kb] = 1;
-  const int64_t from = qb * p.q_block - p.local_window;
-  const int64_t win_first = from < 0 ? 0 : from / p.k_block;
-  for (int64_t kb = win_first; kb <= last; ++kb) row[kb] = 1;
+  for (int64_t kb = SaleWindowBeginBlock(p.config, qb); kb <= last; ++kb) row[kb] = 1;
 }
 
 struct EstimateParams {
@@ -118,7 +123,7 @@ struct EstimateParams {
   uint8_t* keep;
   int64_t n, n_qb, n_kb;
   int n_heads, n_kv_heads, group, n_head_quads;
-  int local_window, sink;
+  SparseConfig config;
   float scale_log2, log2_tau;
 };
 
@@ -215,9 +220,9 @@ __global__ void __launch_bounds__(kEstimateThreads) SaleEstimateKernel(const Est
     }
   }
 
-  const int64_t kb_lo = (p.sink + kSaleKBlock - 1) / kSaleKBlock;
-  const int64_t until = qb * kSaleQBlock - p.local_window;
-  const int64_t kb_hi = until <= 0 ? 0 : until / kSaleKBlock;  // exclusive
+  // The non-mandatory key blocks: between the sink and the local window.
+  const int64_t kb_lo = SaleSinkEndBlock(p.config);
+  const int64_t kb_hi = SaleWindowBeginBlock(p.config, qb);  // exclusive
   uint8_t* keep_row = p.keep + (static_cast<int64_t>(h) * p.n_qb + qb) * p.n_kb;
   KeyBlockRegs kr;
   if (kb_lo < kb_hi) LoadKeyBlock(p, kb_lo, g, lane, kr);
@@ -314,33 +319,32 @@ cudaError_t LaunchSaleQuantize(const FlashPrefillShape& s, const FlashPrefillTen
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSaleMandatoryMask(const FlashPrefillShape& s, const SaleConfig& c,
+cudaError_t LaunchSaleMandatoryMask(const FlashPrefillShape& s, const SparseConfig& c,
                                     FlashBlockMask* mask, cudaStream_t stream) {
   if (mask == nullptr || mask->keep == nullptr || s.n_tokens < 1 || s.n_heads < 1 ||
-      c.q_block != kSaleQBlock || c.k_block != kSaleKBlock || c.local_window < 0 || c.sink < 0) {
+      !SaleConfigOk(c)) {
     return cudaErrorInvalidValue;
   }
-  mask->q_block = c.q_block;
-  mask->k_block = c.k_block;
-  mask->n_qb = (s.n_tokens + c.q_block - 1) / c.q_block;
-  mask->n_kb = (s.n_tokens + c.k_block - 1) / c.k_block;
+  mask->q_block = kSaleQBlock;
+  mask->k_block = kSaleKBlock;
+  mask->n_qb = (s.n_tokens + kSaleQBlock - 1) / kSaleQBlock;
+  mask->n_kb = (s.n_tokens + kSaleKBlock - 1) / kSaleKBlock;
   mask->mask_heads = s.n_heads;
   const int64_t bytes = int64_t{s.n_heads} * mask->n_qb * mask->n_kb;
   cudaError_t err = cudaMemsetAsync(mask->keep, 0, static_cast<size_t>(bytes), stream);
   if (err != cudaSuccess) return err;
-  const MandatoryParams p{mask->keep, s.n_tokens, mask->n_qb, mask->n_kb, s.n_heads,
-                          c.q_block,  c.k_block,  c.local_window, c.sink};
+  const MandatoryParams p{mask->keep, s.n_tokens, mask->n_qb, mask->n_kb, s.n_heads, c};
   const int64_t threads = int64_t{s.n_heads} * mask->n_qb;
   MandatoryMaskKernel<<<static_cast<unsigned int>((threads + 255) / 256), 256, 0, stream>>>(p);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SaleConfig& c,
+cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SparseConfig& c,
                                const SaleWorkspace& ws, const FlashBlockMask& mask,
                                cudaStream_t stream) {
   if (mask.keep == nullptr || mask.q_block != kSaleQBlock || mask.k_block != kSaleKBlock ||
-      mask.mask_heads != s.n_heads || !(c.threshold > 0.0f) || s.n_tokens < 1 ||
-      !(s.scale > 0.0f) || !(s.scale < __builtin_huge_valf()) ||
+      !SaleConfigOk(c) || mask.mask_heads != s.n_heads || !(c.sale_threshold > 0.0f) ||
+      s.n_tokens < 1 || !(s.scale > 0.0f) || !(s.scale < __builtin_huge_valf()) ||
       s.n_heads % s.n_kv_heads != 0) {
     return cudaErrorInvalidValue;
   }
@@ -359,10 +363,9 @@ cudaError_t LaunchSaleEstimate(const FlashPrefillShape& s, const SaleConfig& c,
   p.n_kv_heads = s.n_kv_heads;
   p.group = s.n_heads / s.n_kv_heads;
   p.n_head_quads = (s.n_heads + 3) / 4;
-  p.local_window = c.local_window;
-  p.sink = c.sink;
+  p.config = c;
   p.scale_log2 = s.scale * kLog2e;
-  p.log2_tau = log2f(c.threshold);
+  p.log2_tau = log2f(c.sale_threshold);
   const int64_t blocks = p.n_qb * p.n_head_quads;
   SaleEstimateKernel<<<static_cast<unsigned int>(blocks), kEstimateThreads, 0, stream>>>(p);
   return cudaGetLastError();

@@ -26,7 +26,9 @@ class KvCopyCase : public OpCase {
         hd_(hd),
         pages_((n + kPageTokens - 1) / kPageTokens + 4) {}
 
-  std::string Op() const override { return to_pool_ ? "kv_write" : "kv_gather"; }
+  std::string Op() const override {
+    return std::string(to_pool_ ? KvWriteParams::kName : KvGatherParams::kName);
+  }
   std::string Vars() const override {
     return absl::StrCat("pool=", AV(DTypeName(pool_)), ",n=", n_, ",kv_heads=", kvh_, ",hd=", hd_,
                         ",page_tokens=", kPageTokens);
@@ -89,7 +91,7 @@ class PagedAttentionCase : public OpCase {
     }
   }
 
-  std::string Op() const override { return "paged_attention"; }
+  std::string Op() const override { return std::string(PagedAttentionParams::kName); }
   std::string Vars() const override {
     std::string lens;
     for (const SeqSpec& s : seqs_)

@@ -18,7 +18,7 @@ class AttentionPrefillCase : public OpCase {
   AttentionPrefillCase(const SparseConfig& sparse, const PrefillShape& shape, const char* label)
       : sparse_(sparse), s_(shape), label_(label) {}
 
-  std::string Op() const override { return "attention_prefill"; }
+  std::string Op() const override { return std::string(AttentionPrefillParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("method=", AV(SparseMethodName(sparse_.method)), ",", label_,
                         ",n_q=", s_.n_q, ",n_kv=", s_.n_kv, ",heads=", s_.heads, "/", s_.kv_heads,

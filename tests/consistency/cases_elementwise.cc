@@ -11,7 +11,7 @@ class RmsNormCase : public OpCase {
  public:
   RmsNormCase(int64_t n, int64_t d, bool in_place) : n_(n), d_(d), in_place_(in_place) {}
 
-  std::string Op() const override { return "rmsnorm"; }
+  std::string Op() const override { return std::string(RmsNormParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("n=", n_, ",d=", d_, ",in_place=", in_place_ ? 1 : 0);
   }
@@ -36,7 +36,7 @@ class RopeCase : public OpCase {
   RopeCase(RopeStyle style, int64_t n, int64_t heads, int64_t hd, int n_rot, bool large)
       : style_(style), n_(n), heads_(heads), hd_(hd), n_rot_(n_rot), large_(large) {}
 
-  std::string Op() const override { return "rope"; }
+  std::string Op() const override { return std::string(RopeParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("style=", style_ == RopeStyle::kAdjacentPairs ? "adjacent" : "half_split",
                         ",n=", n_, ",heads=", heads_, ",hd=", hd_, ",n_rot=", n_rot_,
@@ -78,7 +78,7 @@ class SwiGluCase : public OpCase {
  public:
   SwiGluCase(int64_t n, int64_t f) : n_(n), f_(f) {}
 
-  std::string Op() const override { return "swiglu"; }
+  std::string Op() const override { return std::string(SwiGluParams::kName); }
   std::string Vars() const override { return absl::StrCat("n=", n_, ",f=", f_); }
   double Flops() const override { return 5.0 * n_ * f_; }
 
@@ -100,7 +100,7 @@ class SoftmaxCase : public OpCase {
  public:
   SoftmaxCase(int64_t n, int64_t d, float scale) : n_(n), d_(d), scale_(scale) {}
 
-  std::string Op() const override { return "softmax"; }
+  std::string Op() const override { return std::string(SoftmaxParams::kName); }
   std::string Vars() const override { return absl::StrCat("n=", n_, ",d=", d_, ",scale=", scale_); }
   double Flops() const override { return 4.0 * n_ * d_; }
 

@@ -13,7 +13,7 @@ class MatMulCase : public OpCase {
   MatMulCase(DType w, int64_t n, int64_t in, int64_t out, bool acc)
       : w_(w), n_(n), in_(in), out_(out), acc_(acc) {}
 
-  std::string Op() const override { return "matmul"; }
+  std::string Op() const override { return std::string(MatMulParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("type=", AV(DTypeName(w_)), ",n=", n_, ",in=", in_, ",out=", out_,
                         ",acc=", acc_ ? 1 : 0);
@@ -55,7 +55,7 @@ class EmbeddingCase : public OpCase {
   EmbeddingCase(DType t, int64_t vocab, int64_t d, int64_t n)
       : t_(t), vocab_(vocab), d_(d), n_(n) {}
 
-  std::string Op() const override { return "embedding"; }
+  std::string Op() const override { return std::string(EmbeddingParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("type=", AV(DTypeName(t_)), ",vocab=", vocab_, ",d=", d_, ",n=", n_);
   }

@@ -19,7 +19,7 @@ class SampleCase : public OpCase {
     }
   }
 
-  std::string Op() const override { return "sample"; }
+  std::string Op() const override { return std::string(SampleParams::kName); }
   std::string Vars() const override {
     return absl::StrCat("kind=", kind_ == SampleKind::kGreedy ? "greedy" : "topk_topp",
                         ",rows=", configs_.size(), ",vocab=", vocab_);

@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "gtest/gtest.h"
@@ -133,6 +134,25 @@ TEST(HarnessSelfTest, UnsupportedAndErrorsAreDistinct) {
   FaultyBackend broken(Fault::kRunError);
   EXPECT_THAT(RunOnBackend(*c, broken),
               tandem::testing::StatusIs(absl::StatusCode::kInternal, "softmax(n=2,d=8,scale=1)"));
+}
+
+// A case whose Op() is not its call's op: the --ops filter and the ctest name would lie about it.
+class MislabelledCase : public OpCase {
+ public:
+  std::string Op() const override { return "rmsnorm"; }
+  std::string Vars() const override { return "n=2"; }
+  void MakeInputs(std::mt19937& rng) override {
+    FillUniform(Add("x", DType::kF32, {2, 4}, Role::kOut), rng, -1, 1);
+  }
+  OpCall MakeCall(const std::vector<TensorView>& v) override { return SoftmaxParams{.x = v[0]}; }
+};
+
+TEST(HarnessSelfTest, CaseOpMustBeTheCallsOpName) {
+  MislabelledCase c;
+  std::mt19937 rng(1);
+  c.MakeInputs(rng);
+  EXPECT_THAT(RunOnBackend(c, **GetBackend("cpu_ref")),
+              tandem::testing::StatusIs(absl::StatusCode::kInternal, "the call is softmax"));
 }
 
 TEST(HarnessSelfTest, NmseDefinition) {

@@ -202,6 +202,10 @@ absl::StatusOr<RunResult> RunOnBackend(OpCase& c, KernelBackend& backend) {
   if (!up.ok()) return Annotate(up.status(), where);
   std::vector<DeviceBuffer>& buffers = up->buffers;
   const OpCall call = c.MakeCall(up->views);
+  if (OpName(call) != c.Op()) {  // --ops filters and ctest names would mislabel the case
+    return absl::InternalError(absl::StrCat(where, "the call is ", AV(OpName(call)),
+                                            ", but the case names its op ", c.Op()));
+  }
   RunResult r;
   if (!backend.Supports(call)) {
     r.supported = false;

@@ -42,7 +42,7 @@ class OpCase {
  public:
   virtual ~OpCase() = default;
 
-  virtual std::string Op() const = 0;    // "matmul"
+  virtual std::string Op() const = 0;    // the call's OpName: "matmul" (RunOnBackend checks)
   virtual std::string Vars() const = 0;  // "type=q4_1,n=1,in=576,out=1536"
   std::string Name() const { return Op() + "(" + Vars() + ")"; }
   // Largest accepted NMSE against cpu_ref. Cases that relax it explain why in MaxNmseReason().
@@ -86,7 +86,8 @@ struct RunResult {
 };
 
 // Copies the case's tensors into guarded buffers from `backend`, runs, synchronizes, copies back.
-// Errors are the backend's (allocation, copy, Run) with the case name prepended.
+// Errors are the backend's (allocation, copy, Run) with the case name prepended, or Internal when
+// the call's OpName is not c.Op().
 absl::StatusOr<RunResult> RunOnBackend(OpCase& c, KernelBackend& backend);
 
 // Seconds per Run() of the case on `backend` (after one warm-up), repeating for >= min_seconds.

@@ -281,8 +281,7 @@ TEST_F(FlashPrefillTest, PowerMatchesF32PathBlockForBlock) {
   mask.keep = static_cast<uint8_t*>(keep.p);
   ListBuffers buffers(1);
   fk::FlashTileLists& lists = buffers.lists;
-  ASSERT_CUDA(fk::LaunchPowerMask(Shape(), 64, c.power_window_blocks, c.power_sink_blocks, &mask,
-                                  nullptr));
+  ASSERT_CUDA(fk::LaunchPowerMask(Shape(), c, &mask, nullptr));
   ASSERT_CUDA(fk::LaunchBuildTileLists(Shape(), mask, &lists, nullptr));
   ASSERT_CUDA(fk::LaunchFlashPrefillSparse(Shape(), Tensors(), lists, nullptr));
   const std::vector<float> bf16 = DownloadOut();
@@ -306,8 +305,6 @@ TEST_F(FlashPrefillTest, SaleCloseToF32Path) {
   const std::vector<float> f32_dense = RunF32(SparseConfig{}, nullptr);
 
   const fk::FlashPrefillShape shape = Shape();
-  const fk::SaleConfig cfg{c.sale_threshold, c.sale_q_block, c.sale_k_block, c.sale_local_window,
-                           c.sale_sink};
   DeviceBuffer ws_mem(fk::SaleWorkspaceBytes(shape));
   const fk::SaleWorkspace ws = fk::SaleWorkspaceCarve(shape, ws_mem.p);
   DeviceBuffer keep(fk::FlashMaskBytes(kN, kHeads, 64, 32));
@@ -316,10 +313,10 @@ TEST_F(FlashPrefillTest, SaleCloseToF32Path) {
   ListBuffers buffers(kHeads);
   fk::FlashTileLists& lists = buffers.lists;
   ASSERT_CUDA(fk::LaunchSaleQuantize(shape, Tensors(), ws, nullptr));
-  ASSERT_CUDA(fk::LaunchSaleMandatoryMask(shape, cfg, &mask, nullptr));
+  ASSERT_CUDA(fk::LaunchSaleMandatoryMask(shape, c, &mask, nullptr));
   ASSERT_CUDA(fk::LaunchBuildTileLists(shape, mask, &lists, nullptr));
   ASSERT_CUDA(fk::LaunchFlashPrefillLse(shape, Tensors(), lists, ws.lse2, nullptr));
-  ASSERT_CUDA(fk::LaunchSaleEstimate(shape, cfg, ws, mask, nullptr));
+  ASSERT_CUDA(fk::LaunchSaleEstimate(shape, c, ws, mask, nullptr));
   ASSERT_CUDA(fk::LaunchBuildTileLists(shape, mask, &lists, nullptr));
   ASSERT_CUDA(fk::LaunchFlashPrefillSparse(shape, Tensors(), lists, nullptr));
   const std::vector<float> bf16 = DownloadOut();
