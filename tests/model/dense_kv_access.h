@@ -115,7 +115,9 @@ class DenseKvAccess final : public KvAccess {
           .out = out.Rows(r.begin, r.end),
           .q_pos = chunk_.positions.Rows(r.begin, r.end),
           .kv_pos = kv_pos_.View(DType::kI32, {keys}),
-          .scale = ctx.scale}));
+          .scale = ctx.scale,
+          .sparse = kernels::SparseConfig{},
+          .stats = nullptr}));
     }
     return absl::OkStatus();
   }
