@@ -15,11 +15,12 @@ namespace tandem::decode {
 TANDEM_FLAG(int32_t, decode_port, 8200, "HTTP port of the decode node (0 = a free port).");
 TANDEM_FLAG(int32_t, decode_data_port, 8201,
             "KV data-plane port of the decode node (0 = a free port).");
-TANDEM_FLAG(int32_t, decode_max_seqs, tandem::decode::DecodeOptions{}.max_seqs,
+TANDEM_FLAG(int32_t, decode_max_seqs, DecodeOptions{}.max_seqs,
             "Sequences the decode node reserves and batches at once (see DecodeOptions).");
-TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, tandem::decode::DecodeOptions{}.kv_capacity_tokens,
+TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, DecodeOptions{}.kv_capacity_tokens,
             "KV tokens of the decode node's pool; 65536 = 1.4 GiB at f16 for SmolLM2.");
-TANDEM_FLAG(int32_t, decode_reservation_ttl_ms, 310000,
+TANDEM_FLAG(int32_t, decode_reservation_ttl_ms,
+            static_cast<int32_t>(absl::ToInt64Milliseconds(DecodeOptions{}.reservation_ttl)),
             "Longest an unclaimed decode reservation waits for its KV transfer, and is kept after "
             "it (ms). Keep it >= --router_prefill_timeout_ms + 5 s (the router's reserve "
             "deadline) so the router's deadline governs.");

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "kv_store/options.h"
 #include "runtime/loaded_model.h"
 
 namespace tandem::decode {
@@ -39,7 +40,7 @@ struct DecodeOptions {
   // Data plane: transport name ("tcp" | "ucx"), the address it listens on, and the host it tells
   // prefill nodes to send to (Reserve's target.host). Default: tcp on 0.0.0.0:8201.
   // Flags: --transport, --host, --decode_data_port, --decode_advertise_host
-  std::string transport = "tcp";
+  std::string transport = kv::DataPlaneOptions{}.transport;
   std::string data_host = "0.0.0.0";
   int32_t data_port = 8201;  // 0 binds a free port
   std::string advertise_host = "127.0.0.1";

@@ -24,6 +24,10 @@ namespace tandem::kernels {
 enum class SparseMethod : uint8_t { kDense, kSale, kPowerAttention };
 
 // The knobs of each method with their papers' defaults.
+// SALE's threshold tau as the paper calibrates it before per-head tuning (also --sale_threshold's
+// default).
+inline constexpr double kSaleThresholdPaper = 0.008;
+
 struct SparseConfig {
   SparseMethod method = SparseMethod::kDense;
   // SALE: Q and K (minus K's per-head mean over tokens) quantized to int4 with per-token scales;
@@ -31,7 +35,7 @@ struct SparseConfig {
   // exp(scale * s_hat_ij - m_i) / l_i > sale_threshold, where m_i, l_i are the exact softmax max and
   // sum over the mandatory blocks (the sink and the local window). sale_threshold < 1e-5 is dense,
   // as in the authors' kernel; the paper calibrates it per head starting from 0.008.
-  float sale_threshold = 0.008f;
+  float sale_threshold = static_cast<float>(kSaleThresholdPaper);
   int32_t sale_q_block = 64;
   int32_t sale_k_block = 32;
   int32_t sale_local_window = 128;  // tokens before the query block's start, always computed

@@ -10,7 +10,7 @@ namespace tandem::prefill {
 
 TANDEM_FLAG(int32_t, prefill_port, 8100,
             "HTTP port of the prefill node (/internal/v1/*, /health, /ready, /metrics); 0 = free.");
-TANDEM_FLAG(int32_t, prefill_max_waiting, 64,
+TANDEM_FLAG(int32_t, prefill_max_waiting, PrefillOptions{}.max_waiting,
             "Prefill requests allowed to wait for the model; more are refused with 503.");
 
 absl::StatusOr<PrefillOptions> PrefillOptionsFromFlags() {

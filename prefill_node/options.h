@@ -26,7 +26,7 @@ struct PrefillOptions {
   kv::KvStoreOptions kv_store;
   // Time a KV transfer may take from Post to the decode node's ACK; the reply waits that long at
   // most. Default: 5 s. --kv_transfer_timeout_ms
-  absl::Duration transfer_timeout = absl::Seconds(5);
+  absl::Duration transfer_timeout = kv::DataPlaneOptions{}.transfer_timeout;
   // Requests allowed to wait for the model; one more is refused with ResourceExhausted (HTTP 503)
   // so the router tries another node instead of queueing unboundedly here. Default: 64.
   // --prefill_max_waiting
