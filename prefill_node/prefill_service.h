@@ -4,7 +4,7 @@
 // router's PrefillRequest, waits in the FIFO PrefillScheduler for the one ModelRunner, reuses the
 // longest prefix of whole KV blocks the node's TieredKvStore holds (never the block with the last
 // prompt token, whose logits are needed), computes the rest with the request's attention method,
-// samples the first token exactly as model::Generate does, stores the prompt's full blocks, ships
+// samples the first token exactly as runtime::Generate does, stores the prompt's full blocks, ships
 // every block of the prompt to the decode node named in the request, and replies once that node
 // ACKed. The first token and the KV bytes equal Generate's on the same runner options.
 //

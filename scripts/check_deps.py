@@ -12,7 +12,10 @@ import os
 import re
 import sys
 
-# Folder -> project folders it may include (itself always allowed).
+# Folder -> project folders it may include (itself always allowed). runtime/ sits between the
+# kernels and KV store and the two nodes (ARCHITECTURE.md §3's table predates it):
+#   common <- model_format <- kernels <-+- runtime <- prefill_node, decode_node <- cli
+#   common <---------------- kv_store <-+
 ALLOWED = {
     "common": {"common"},
     "common/model_format": {"common", "common/model_format"},

@@ -1,6 +1,6 @@
 // The decode engine's continuous batching (ARCHITECTURE.md §11, decode_node): prompts of different
 // lengths join a running batch at different steps, and each one's greedy tokens equal what
-// model::Generate() produces for it alone in one process.
+// runtime::Generate() produces for it alone in one process.
 #include "decode_node/batcher.h"
 
 #include <algorithm>
@@ -278,7 +278,7 @@ TEST(BatcherTest, JobSubmittedAfterStopStillEndsItsReservation) {
   EXPECT_TRUE(events[0].retryable);
   absl::MutexLock lock(&mu);
   EXPECT_EQ(ended, std::vector<uint64_t>{42});
-  std::printf("STOPPED engine: job ended with %d '%s', on_job_end ids=%zu\n",
+  std::printf("STOPPED engine: job ended with %d '%s', released reservation ids=%zu\n",
               events[0].http_status, events[0].message.c_str(), ended.size());
 }
 

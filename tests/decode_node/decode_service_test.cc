@@ -1,5 +1,5 @@
 // The decode node in process: KV computed by a separate runner travels over the real TCP data
-// plane into a reservation, and the streamed tokens equal model::Generate()'s (greedy, and sampled
+// plane into a reservation, and the streamed tokens equal runtime::Generate()'s (greedy, and sampled
 // at temperature 0.8 with seed 7). Then the HTTP API: admission limits, expiry, a transfer that
 // never comes, bad bodies, unknown reservations, cancel, status, drain.
 #include "decode_node/decode_service.h"

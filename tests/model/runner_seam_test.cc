@@ -176,6 +176,31 @@ TEST_F(RunnerSeamTest, LayersOverARowSubsetEqualForward) {
               kPrompt.size(), kSplit);
 }
 
+// Per-layer wall time is measured only when a call asks for it (on a device it costs a
+// synchronisation per layer); attention time is measured on host backends always.
+TEST_F(RunnerSeamTest, LayerTimesOnlyWhenAsked) {
+  auto runner = Runner("cpu");
+  auto kv = Paged(*runner, DType::kF16);
+  const SeqId seq = kv->AddSequence().value();
+  ForwardBatch batch;
+  batch.Add(seq, kPrompt, 0, true);
+  ASSERT_OK_AND_ASSIGN(Logits plain, runner->Forward(batch, *kv));
+  EXPECT_TRUE(plain.attention.layer_seconds.empty());
+  EXPECT_TRUE(plain.attention.timed);
+  EXPECT_GT(plain.attention.attention_seconds, 0.0);
+  ForwardBatch step;
+  step.Add(seq, {kPrompt[0]}, static_cast<int32_t>(kPrompt.size()), true);
+  step.time_layers = true;
+  ASSERT_OK_AND_ASSIGN(Logits timed, runner->Forward(step, *kv));
+  ASSERT_EQ(timed.attention.layer_seconds.size(), static_cast<size_t>(runner->config().n_layers));
+  double sum = 0;
+  for (double s : timed.attention.layer_seconds) {
+    EXPECT_GT(s, 0.0);
+    sum += s;
+  }
+  EXPECT_LE(timed.attention.attention_seconds, sum);
+}
+
 // Rows the layout cannot serve are refused before anything runs.
 TEST_F(RunnerSeamTest, RowsThatReadMissingKeysAreRefused) {
   auto runner = Runner("cpu");
