@@ -12,9 +12,12 @@ namespace tandem::router {
 
 TANDEM_FLAG(int32_t, router_port, 8000, "Port of the router's OpenAI API (0 binds a free port).");
 TANDEM_FLAG(std::string, prefill_nodes, "",
-            "Prefill nodes' HTTP addresses, comma-separated host:port.");
+            "Prefill nodes' HTTP addresses, comma-separated host:port or dns:name:port (every "
+            "address of the name, re-resolved every --router_dns_refresh_ms).");
 TANDEM_FLAG(std::string, decode_nodes, "",
-            "Decode nodes' HTTP addresses, comma-separated host:port.");
+            "Decode nodes' HTTP addresses, comma-separated host:port or dns:name:port.");
+TANDEM_FLAG(int64_t, router_dns_refresh_ms, 5000,
+            "Period of resolving the dns: names of --prefill_nodes and --decode_nodes again.");
 TANDEM_FLAG(std::string, api_key, "",
             "When set, every /v1/* call needs 'Authorization: Bearer <api_key>'.");
 TANDEM_FLAG(std::string, served_model_name, "SmolLM2-135M-Instruct",
@@ -40,10 +43,15 @@ absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   o.port = GetFlag(FLAGS_router_port);
   o.http_threads = GetFlag(FLAGS_http_threads);
   o.model_path = GetFlag(format::FLAGS_model);
-  TANDEM_ASSIGN_OR_RETURN(o.prefill_nodes,
+  TANDEM_ASSIGN_OR_RETURN(NodeList prefill,
                           ParseNodeList("prefill_nodes", GetFlag(FLAGS_prefill_nodes)));
-  TANDEM_ASSIGN_OR_RETURN(o.decode_nodes,
+  TANDEM_ASSIGN_OR_RETURN(NodeList decode,
                           ParseNodeList("decode_nodes", GetFlag(FLAGS_decode_nodes)));
+  o.prefill_nodes = std::move(prefill.endpoints);
+  o.prefill_dns = std::move(prefill.dns_names);
+  o.decode_nodes = std::move(decode.endpoints);
+  o.decode_dns = std::move(decode.dns_names);
+  o.dns_refresh = absl::Milliseconds(GetFlag(FLAGS_router_dns_refresh_ms));
   o.api_key = GetFlag(FLAGS_api_key);
   o.served_model_name = GetFlag(FLAGS_served_model_name);
   o.policy = GetFlag(FLAGS_router_policy);

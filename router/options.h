@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/http_client.h"
+#include "router/dns_resolver.h"
 
 namespace tandem::router {
 
@@ -27,9 +28,16 @@ struct RouterOptions {
   // The GGUF whose tokenizer, chat template, context length and fingerprints the router uses.
   // Flag: --model
   std::string model_path;
-  // Static node lists. Flags: --prefill_nodes, --decode_nodes (comma-separated host:port)
+  // The nodes: static addresses, and DNS names re-resolved every dns_refresh (a Kubernetes
+  // headless Service: one A/AAAA record per ready pod). Flags: --prefill_nodes, --decode_nodes
+  // (comma-separated host:port or dns:name:port items)
   std::vector<HttpEndpoint> prefill_nodes;
   std::vector<HttpEndpoint> decode_nodes;
+  std::vector<DnsNodeName> prefill_dns;
+  std::vector<DnsNodeName> decode_dns;
+  // How often the dns: names are resolved again. Shorter finds new pods sooner at the cost of
+  // more DNS queries (one per name and period). Default: 5 s. Flag: --router_dns_refresh_ms
+  absl::Duration dns_refresh = absl::Seconds(5);
   // When not empty, every /v1/* call needs "Authorization: Bearer <api_key>". Flag: --api_key
   std::string api_key;
   // The model name clients send and /v1/models lists.
@@ -64,9 +72,15 @@ struct RouterOptions {
   absl::Status Validate() const;
 };
 
-// "host:port,host:port" (spaces around items ignored, empty items skipped) into endpoints.
-// InvalidArgument naming `flag_name` and the bad item.
-absl::StatusOr<std::vector<HttpEndpoint>> ParseNodeList(std::string_view flag_name,
-                                                        std::string_view list);
+// One parsed --prefill_nodes / --decode_nodes value.
+struct NodeList {
+  std::vector<HttpEndpoint> endpoints;  // host:port items
+  std::vector<DnsNodeName> dns_names;   // dns:name:port items
+};
+
+// "host:port,dns:name:port,..." (spaces around items ignored, empty items skipped). A `dns:` item
+// names a DNS name whose every address is a node listening on `port`. InvalidArgument naming
+// `flag_name` and the bad item.
+absl::StatusOr<NodeList> ParseNodeList(std::string_view flag_name, std::string_view list);
 
 }  // namespace tandem::router

@@ -20,6 +20,9 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   NodeRegistryOptions nodes;
   nodes.prefill_nodes = options.prefill_nodes;
   nodes.decode_nodes = options.decode_nodes;
+  nodes.prefill_dns = options.prefill_dns;
+  nodes.decode_dns = options.decode_dns;
+  nodes.dns_refresh = options.dns_refresh;
   nodes.poll_interval = options.poll_interval;
   nodes.poll_timeout = std::max(absl::Seconds(1), 2 * options.poll_interval);
   r->registry_ = std::make_unique<NodeRegistry>(nodes, r->model_->identity(), r->index_.get(),
@@ -49,7 +52,9 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   r->registry_->Start();
   LOG(INFO) << "router serving " << options.served_model_name << " on " << options.host << ":"
             << r->server_->port() << " policy=" << options.policy << " prefill_nodes="
-            << options.prefill_nodes.size() << " decode_nodes=" << options.decode_nodes.size();
+            << options.prefill_nodes.size() << "+" << options.prefill_dns.size() << " dns"
+            << " decode_nodes=" << options.decode_nodes.size() << "+" << options.decode_dns.size()
+            << " dns";
   return r;
 }
 
