@@ -24,6 +24,13 @@ TANDEM_FLAG(std::string, served_model_name, "SmolLM2-135M-Instruct",
             "The model name clients send and /v1/models lists.");
 TANDEM_FLAG(std::string, router_policy, "kv_aware",
             "Routing policy: kv_aware, least_loaded or round_robin.");
+TANDEM_FLAG(double, default_temperature, 0.9,
+            "Sampling temperature of requests that send none (0 = greedy). The default suits "
+            "SmolLM2-135M-Instruct; see RouterOptions::generation_defaults.");
+TANDEM_FLAG(double, default_top_p, 0.9, "top_p of requests that send none (1 = off).");
+TANDEM_FLAG(int32_t, default_top_k, 40, "top_k of requests that send none (0 = off).");
+TANDEM_FLAG(int32_t, default_max_tokens, 256,
+            "max_tokens of requests that send none (0 = the rest of the context).");
 TANDEM_FLAG(int32_t, router_max_retries, 2,
             "Extra attempts on other nodes after a retryable failure before the first token.");
 TANDEM_FLAG(int64_t, router_max_queue_ms, 30000,
@@ -55,6 +62,10 @@ absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   o.api_key = GetFlag(FLAGS_api_key);
   o.served_model_name = GetFlag(FLAGS_served_model_name);
   o.policy = GetFlag(FLAGS_router_policy);
+  o.generation_defaults.temperature = GetFlag(FLAGS_default_temperature);
+  o.generation_defaults.top_p = GetFlag(FLAGS_default_top_p);
+  o.generation_defaults.top_k = GetFlag(FLAGS_default_top_k);
+  o.generation_defaults.max_tokens = GetFlag(FLAGS_default_max_tokens);
   o.max_retries = GetFlag(FLAGS_router_max_retries);
   o.max_queue = absl::Milliseconds(GetFlag(FLAGS_router_max_queue_ms));
   o.poll_interval = absl::Milliseconds(GetFlag(FLAGS_router_poll_ms));

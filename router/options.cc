@@ -73,6 +73,15 @@ absl::Status RouterOptions::Validate() const {
     return bad("router_control_timeout_ms", absl::ToInt64Milliseconds(control_timeout),
                "must be >= 10");
   }
+  const GenerationDefaults& g = generation_defaults;
+  if (!(g.temperature >= 0 && g.temperature <= 2)) {
+    return bad("default_temperature", g.temperature, "is not in [0, 2]");
+  }
+  if (!(g.top_p > 0 && g.top_p <= 1)) return bad("default_top_p", g.top_p, "is not in (0, 1]");
+  if (g.top_k < 0) return bad("default_top_k", g.top_k, "must be >= 0 (0 = off)");
+  if (g.max_tokens < 0) {
+    return bad("default_max_tokens", g.max_tokens, "must be >= 0 (0 = the rest of the context)");
+  }
   if (dns_refresh < absl::Milliseconds(100)) {
     return bad("router_dns_refresh_ms", absl::ToInt64Milliseconds(dns_refresh), "must be >= 100");
   }

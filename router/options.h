@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/http_client.h"
+#include "router/openai_api.h"
 #include "router/dns_resolver.h"
 
 namespace tandem::router {
@@ -52,6 +53,15 @@ struct RouterOptions {
   // How long a request waits for a decode reservation when every decode node is full (or none is
   // usable) before it gets 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
   absl::Duration max_queue = absl::Seconds(30);
+  // Sampling for the fields a request leaves out (vLLM's generation config; the GGUF carries no
+  // sampling keys). The defaults suit SmolLM2-135M-Instruct, measured on its chat answers: the
+  // OpenAI API's temperature 1.0 without top-p/top-k drifts into invented words and has no length
+  // limit; the model card's temperature 0.2 / top-p 0.9 falls into loops (9 of 30 seeded haikus
+  // still looped at 0.7); 0.9 / top-p 0.9 / top-k 40 (llama.cpp's top-k) looped in 3 of 30, and
+  // 256 tokens bounds a loop when one happens (deploy/README.md, "Serving defaults").
+  // Flags: --default_temperature, --default_top_p, --default_top_k, --default_max_tokens
+  // (0 = the rest of the context)
+  GenerationDefaults generation_defaults = {0.9, 0.9, 40, 256};
   // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms
   absl::Duration poll_interval = absl::Milliseconds(200);
   // Longest wait for one answer from a prefill node (its queue plus the prompt's compute). Long

@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   TANDEM_ASSIGN_OR_RETURN(r->policy_, NewRoutingPolicy(options.policy, std::random_device{}()));
   RouterServiceOptions service;
   service.served_model_name = options.served_model_name;
+  service.generation_defaults = options.generation_defaults;
   service.max_retries = options.max_retries;
   service.max_queue = options.max_queue;
   service.prefill_timeout = options.prefill_timeout;

@@ -51,6 +51,18 @@ TEST(RouterOptions, ValidateNamesTheFlag) {
   bad.policy = "fastest";
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--router_policy"));
   bad = o;
+  bad.generation_defaults.temperature = 2.5;
+  EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_temperature"));
+  bad = o;
+  bad.generation_defaults.top_p = 0;
+  EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_top_p"));
+  bad = o;
+  bad.generation_defaults.top_k = -1;
+  EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_top_k"));
+  bad = o;
+  bad.generation_defaults.max_tokens = -5;
+  EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_max_tokens"));
+  bad = o;
   bad.dns_refresh = absl::Milliseconds(5);
   EXPECT_THAT(bad.Validate(),
               StatusIs(absl::StatusCode::kInvalidArgument, "--router_dns_refresh_ms"));
