@@ -54,6 +54,11 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
   kv_usage->Labels({});
   dns_resolutions->Labels({});
   dns_failures->Labels({});
+  // The reasons router_service.cc counts, so a dashboard shows 0 rather than no data.
+  for (const char* reason :
+       {"decode_unreachable", "decode_error", "prefill_error", "transfer_failed"}) {
+    retries->Labels({reason});
+  }
   for (const char* role : {"prefill", "decode"}) {
     nodes->Labels({role});
     usable_nodes->Labels({role});
