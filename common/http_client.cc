@@ -56,7 +56,11 @@ absl::StatusCode CodeFromHttp(int http_status) {
 
 }  // namespace
 
-std::string HttpEndpoint::ToString() const { return absl::StrCat(host, ":", port); }
+std::string HttpEndpoint::ToString() const {
+  // An IPv6 literal goes in brackets, as in a URL, so the port stays unambiguous.
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
 
 absl::Status StatusFromHttpReply(int http_status, std::string_view body) {
   if (http_status >= 200 && http_status < 300) return absl::OkStatus();

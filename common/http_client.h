@@ -22,7 +22,7 @@ namespace tandem {
 struct HttpEndpoint {
   std::string host = "127.0.0.1";
   int port = 0;
-  std::string ToString() const;  // "host:port"
+  std::string ToString() const;  // "host:port" ("[v6 address]:port")
 };
 
 struct HttpCallOptions {

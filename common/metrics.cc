@@ -1,12 +1,19 @@
 #include "common/metrics.h"
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/status.h"
 #include "prometheus/text_serializer.h"
 
@@ -180,9 +187,76 @@ HistogramFamily* MetricsRegistry::Histogram(std::string_view name, std::string_v
                                          &histograms_);
 }
 
+namespace {
+
+// The standard process metrics every Prometheus client library exports (process_cpu_seconds_total,
+// process_resident_memory_bytes, ...), under their usual names so existing node dashboards work;
+// they are the one exception to the tandem_ prefix. Read from /proc/self at each scrape; a field
+// that cannot be read is left out.
+std::vector<prometheus::MetricFamily> ProcessMetrics() {
+  std::vector<prometheus::MetricFamily> out;
+  auto add = [&out](const char* name, const char* help, prometheus::MetricType type,
+                    double value) {
+    prometheus::MetricFamily f;
+    f.name = name;
+    f.help = help;
+    f.type = type;
+    prometheus::ClientMetric m;
+    if (type == prometheus::MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+    f.metric.push_back(m);
+    out.push_back(std::move(f));
+  };
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  if (std::getline(stat, line)) {
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    const size_t close = line.rfind(')');
+    std::istringstream rest(close == std::string::npos ? "" : line.substr(close + 2));
+    std::vector<std::string> f((std::istream_iterator<std::string>(rest)),
+                               std::istream_iterator<std::string>());
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    // f[i] is field i + 3: utime 14, stime 15, num_threads 20, starttime 22, vsize 23, rss 24.
+    if (f.size() > 21 && ticks > 0) {
+      add("process_cpu_seconds_total", "User and system CPU time spent in seconds.",
+          prometheus::MetricType::Counter, (std::stod(f[11]) + std::stod(f[12])) / ticks);
+      add("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+          prometheus::MetricType::Gauge, std::stod(f[20]));
+      add("process_resident_memory_bytes", "Resident memory size in bytes.",
+          prometheus::MetricType::Gauge, std::stod(f[21]) * page);
+      add("process_threads", "Number of OS threads in the process.",
+          prometheus::MetricType::Gauge, std::stod(f[17]));
+      std::ifstream uptime("/proc/uptime");
+      double up = 0;
+      if (uptime >> up) {
+        const double boot = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()) - up;
+        add("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+            prometheus::MetricType::Gauge, boot + std::stod(f[19]) / ticks);
+      }
+    }
+  }
+  int fds = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (const dirent* e = readdir(dir)) fds += e->d_name[0] != '.';
+    closedir(dir);
+    add("process_open_fds", "Number of open file descriptors.", prometheus::MetricType::Gauge,
+        fds - 1);  // less the one reading the directory
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string MetricsRegistry::Serialize() const {
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> process = ProcessMetrics();
+  families.insert(families.end(), process.begin(), process.end());
+  prometheus::TextSerializer().Serialize(out, families);
   return out.str();
 }
 

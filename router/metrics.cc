@@ -34,12 +34,35 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
       index_stale_nodes(r.Gauge("tandem_router_index_stale_nodes",
                                 "Nodes that missed three or more status polls in a row.")),
       incompatible_nodes(r.Gauge("tandem_router_incompatible_nodes",
-                                 "Nodes whose kv_format or vocabulary differ from the cluster's.")) {
+                                 "Nodes whose kv_format or vocabulary differ from the cluster's.")),
+      nodes(r.Gauge("tandem_router_nodes",
+                    "Nodes the router knows, static and found by DNS, by role.", {"role"})),
+      usable_nodes(r.Gauge("tandem_router_usable_nodes",
+                           "Nodes that get traffic (ready, compatible, answering), by role.",
+                           {"role"})),
+      kv_usage(r.Gauge("tandem_router_kv_usage_ratio",
+                       "Mean KV usage (0..1) of the usable decode nodes.")),
+      dns_resolutions(r.Counter("tandem_router_dns_resolutions_total",
+                                "Resolutions of the dns: names of --prefill_nodes/--decode_nodes.")),
+      dns_failures(r.Counter("tandem_router_dns_failures_total",
+                             "Resolutions of dns: names that failed (the last nodes are kept).")) {
   // Zero series up front, so dashboards and alerts see the gauges before the first change.
   requests_running->Labels({});
   requests_waiting->Labels({});
   index_stale_nodes->Labels({});
   incompatible_nodes->Labels({});
+  kv_usage->Labels({});
+  dns_resolutions->Labels({});
+  dns_failures->Labels({});
+  // The reasons router_service.cc counts, so a dashboard shows 0 rather than no data.
+  for (const char* reason :
+       {"decode_unreachable", "decode_error", "prefill_error", "transfer_failed"}) {
+    retries->Labels({reason});
+  }
+  for (const char* role : {"prefill", "decode"}) {
+    nodes->Labels({role});
+    usable_nodes->Labels({role});
+  }
   prompt_tokens->Labels({});
   generation_tokens->Labels({});
   cached_prompt_tokens->Labels({});

@@ -36,6 +36,13 @@ struct RouterMetrics {
   GaugeFamily* requests_waiting;
   GaugeFamily* index_stale_nodes;
   GaugeFamily* incompatible_nodes;
+  GaugeFamily* nodes;         // {role}: static plus discovered
+  GaugeFamily* usable_nodes;  // {role}
+  // Mean KV usage (0..1) of the usable decode nodes: what an endpoint picker reads as the KV
+  // cache utilisation of this router (deploy/README.md).
+  GaugeFamily* kv_usage;
+  CounterFamily* dns_resolutions;
+  CounterFamily* dns_failures;
 };
 
 }  // namespace tandem::router

@@ -22,61 +22,154 @@ NodeRegistry::NodeRegistry(NodeRegistryOptions options, ClusterIdentity identity
     : options_(std::move(options)), identity_(std::move(identity)), index_(index),
       metrics_(metrics) {
   absl::MutexLock lock(&mu_);
-  auto add = [this](const std::vector<HttpEndpoint>& endpoints, NodeRole role) {
-    for (const HttpEndpoint& e : endpoints) {
-      Node n;
-      n.view.id = e.ToString();
-      n.view.role = role;
-      n.view.endpoint = e;
-      n.view.problem = "not polled yet";
-      nodes_.push_back(std::move(n));
-    }
-  };
-  add(options_.prefill_nodes, NodeRole::kPrefill);
-  add(options_.decode_nodes, NodeRole::kDecode);
+  for (const HttpEndpoint& e : options_.prefill_nodes) AddNode(e, NodeRole::kPrefill, -1);
+  for (const HttpEndpoint& e : options_.decode_nodes) AddNode(e, NodeRole::kDecode, -1);
+  for (const DnsNodeName& d : options_.prefill_dns) {
+    dns_sources_.push_back({d, NodeRole::kPrefill, "not resolved yet"});
+  }
+  for (const DnsNodeName& d : options_.decode_dns) {
+    dns_sources_.push_back({d, NodeRole::kDecode, "not resolved yet"});
+  }
   UpdateGauges();
 }
 
 NodeRegistry::~NodeRegistry() { Stop(); }
 
-void NodeRegistry::Start() {
-  size_t n;
-  {
-    absl::MutexLock lock(&mu_);
-    n = nodes_.size();
+void NodeRegistry::AddNode(const HttpEndpoint& endpoint, NodeRole role, int dns_source) {
+  const std::string id = endpoint.ToString();
+  for (const auto& n : nodes_) {
+    if (n->view.id == id && n->view.role == role) return;  // listed twice, or static and in DNS
   }
-  for (size_t i = 0; i < n; ++i) pollers_.emplace_back([this, i] { PollerLoop(i); });
+  auto n = std::make_unique<Node>();
+  n->view.id = id;
+  n->view.role = role;
+  n->view.endpoint = endpoint;
+  n->view.problem = "not polled yet";
+  n->dns_source = dns_source;
+  if (dns_source >= 0) {
+    LOG(INFO) << "node=" << id << " role=" << NodeRoleName(role) << " found by "
+              << dns_sources_[dns_source].name.ToString();
+  }
+  nodes_.push_back(std::move(n));
+  if (running_) StartPoller(nodes_.back().get());
+}
+
+void NodeRegistry::StartPoller(Node* node) {
+  node->poller = std::thread([this, node] { PollerLoop(node); });
+}
+
+void NodeRegistry::Start() {
+  absl::MutexLock lock(&mu_);
+  if (running_ || stopping_) return;
+  running_ = true;
+  for (auto& n : nodes_) StartPoller(n.get());
+  if (!dns_sources_.empty()) resolver_ = std::thread([this] { ResolverLoop(); });
 }
 
 void NodeRegistry::Stop() {
+  std::vector<std::thread> pollers;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
+    for (auto& n : nodes_) {
+      if (n->poller.joinable()) pollers.push_back(std::move(n->poller));
+    }
   }
-  for (std::thread& t : pollers_) t.join();
-  pollers_.clear();
+  if (resolver_.joinable()) resolver_.join();
+  for (std::thread& t : pollers) t.join();
+}
+
+std::vector<NodeRegistry::Node*> NodeRegistry::NodesSnapshot() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Node*> out;
+  for (const auto& n : nodes_) out.push_back(n.get());
+  return out;
 }
 
 void NodeRegistry::PollAllOnce() {
-  size_t n;
-  {
-    absl::MutexLock lock(&mu_);
-    n = nodes_.size();
-  }
-  for (size_t i = 0; i < n; ++i) PollNode(i);
+  // Nodes are destroyed only by the resolver pass, which tests do not run concurrently with this.
+  for (Node* n : NodesSnapshot()) PollNode(n);
 }
 
-void NodeRegistry::PollerLoop(size_t node_index) {
+void NodeRegistry::PollerLoop(Node* node) {
+  auto done = [this, node]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || node->dropped;
+  };
   while (true) {
     const absl::Time next = absl::Now() + options_.poll_interval;
-    PollNode(node_index);
+    PollNode(node);
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithDeadline(absl::Condition(&done), next);
+    if (done()) return;
+  }
+}
+
+void NodeRegistry::ResolverLoop() {
+  while (true) {
+    const absl::Time next = absl::Now() + options_.dns_refresh;
+    ResolveAllOnce();
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithDeadline(absl::Condition(&stopping_), next);
     if (stopping_) return;
   }
 }
 
-void NodeRegistry::PollNode(size_t node_index) {
+void NodeRegistry::ResolveAllOnce() {
+  absl::MutexLock pass(&resolve_mu_);
+  std::vector<DnsSource> sources;
+  {
+    absl::MutexLock lock(&mu_);
+    sources = dns_sources_;
+  }
+  std::vector<std::unique_ptr<Node>> dropped;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    absl::StatusOr<std::vector<HttpEndpoint>> found = options_.resolver(sources[i].name);
+    metrics_->dns_resolutions->Labels({}).Increment();
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    DnsSource& source = dns_sources_[i];
+    if (!found.ok()) {
+      metrics_->dns_failures->Labels({}).Increment();
+      if (source.last_error.empty() || source.last_error == "not resolved yet") {
+        LOG(WARNING) << source.name.ToString() << " did not resolve; keeping its "
+                     << "last nodes until it does: " << found.status();
+      }
+      source.last_error = std::string(found.status().message());
+      continue;
+    }
+    if (!source.last_error.empty() && source.last_error != "not resolved yet") {
+      LOG(INFO) << source.name.ToString() << " resolves again";
+    }
+    source.last_error.clear();
+    std::vector<std::string> ids;
+    for (const HttpEndpoint& e : *found) {
+      ids.push_back(e.ToString());
+      AddNode(e, source.role, static_cast<int>(i));
+    }
+    for (auto it = nodes_.begin(); it != nodes_.end();) {
+      Node& n = **it;
+      if (n.dns_source != static_cast<int>(i) ||
+          std::find(ids.begin(), ids.end(), n.view.id) != ids.end()) {
+        ++it;
+        continue;
+      }
+      LOG(INFO) << "node=" << n.view.id << " role=" << NodeRoleName(n.view.role)
+                << " is gone from " << source.name.ToString()
+                << "; no new traffic (requests on it finish)";
+      n.dropped = true;
+      index_->ResetNode(n.view.id);
+      dropped.push_back(std::move(*it));
+      it = nodes_.erase(it);
+    }
+    UpdateGauges();
+  }
+  // Outside the lock: a poller finishing its last poll needs mu_ to see that it was dropped.
+  for (auto& n : dropped) {
+    if (n->poller.joinable()) n->poller.join();
+  }
+}
+
+void NodeRegistry::PollNode(Node* polled) {
   // Two rounds at most: a new epoch invalidates `since`, so its events are fetched again from 0.
   for (int round = 0; round < 2; ++round) {
     HttpEndpoint endpoint;
@@ -84,9 +177,10 @@ void NodeRegistry::PollNode(size_t node_index) {
     uint64_t mark_downs_before;
     {
       absl::MutexLock lock(&mu_);
-      endpoint = nodes_[node_index].view.endpoint;
-      since = nodes_[node_index].next_seq;
-      mark_downs_before = nodes_[node_index].mark_down_count;
+      if (polled->dropped) return;
+      endpoint = polled->view.endpoint;
+      since = polled->next_seq;
+      mark_downs_before = polled->mark_down_count;
     }
     HttpCallOptions call;
     call.connect_timeout = options_.poll_timeout;
@@ -100,7 +194,8 @@ void NodeRegistry::PollNode(size_t node_index) {
                          : absl::StatusOr<node_api::NodeStatus>(call_status);
 
     absl::MutexLock lock(&mu_);
-    Node& node = nodes_[node_index];
+    Node& node = *polled;
+    if (node.dropped) return;  // its index entries are gone and must stay gone
     if (!status.ok()) {
       node.polled_ok = false;
       ++node.missed_polls;
@@ -224,19 +319,35 @@ void NodeRegistry::UpdateUsable(Node& node) {
 void NodeRegistry::UpdateGauges() {
   int stale = 0;
   int incompatible = 0;
-  for (const Node& n : nodes_) {
+  int known[2] = {0, 0};
+  int usable[2] = {0, 0};
+  double kv_used = 0;
+  for (const auto& p : nodes_) {
+    const Node& n = *p;
     stale += n.missed_polls >= options_.stale_after_missed_polls;
     incompatible += n.polled_ok && !n.view.compatible;
+    const int r = n.view.role == NodeRole::kPrefill ? 0 : 1;
+    ++known[r];
+    if (!n.view.usable) continue;
+    ++usable[r];
+    if (r == 1) kv_used += 1.0 - std::clamp(n.view.kv_free_ratio, 0.0, 1.0);
   }
   metrics_->index_stale_nodes->Labels({}).Set(stale);
   metrics_->incompatible_nodes->Labels({}).Set(incompatible);
+  for (NodeRole role : {NodeRole::kPrefill, NodeRole::kDecode}) {
+    const int r = role == NodeRole::kPrefill ? 0 : 1;
+    const std::string name(NodeRoleName(role));
+    metrics_->nodes->Labels({name}).Set(known[r]);
+    metrics_->usable_nodes->Labels({name}).Set(usable[r]);
+  }
+  metrics_->kv_usage->Labels({}).Set(usable[1] > 0 ? kv_used / usable[1] : 0.0);
 }
 
 std::vector<NodeView> NodeRegistry::Nodes(NodeRole role) const {
   absl::MutexLock lock(&mu_);
   std::vector<NodeView> out;
-  for (const Node& n : nodes_) {
-    if (n.view.role == role) out.push_back(n.view);
+  for (const auto& n : nodes_) {
+    if (n->view.role == role) out.push_back(n->view);
   }
   return out;
 }
@@ -250,8 +361,8 @@ std::vector<NodeView> NodeRegistry::UsableNodes(NodeRole role) const {
 
 std::optional<NodeView> NodeRegistry::Find(const NodeId& id) const {
   absl::MutexLock lock(&mu_);
-  for (const Node& n : nodes_) {
-    if (n.view.id == id) return n.view;
+  for (const auto& n : nodes_) {
+    if (n->view.id == id) return n->view;
   }
   return std::nullopt;
 }
@@ -263,7 +374,8 @@ std::optional<KvFormat> NodeRegistry::cluster_format() const {
 
 void NodeRegistry::MarkDown(const NodeId& id, const absl::Status& why) {
   absl::MutexLock lock(&mu_);
-  for (Node& n : nodes_) {
+  for (auto& p : nodes_) {
+    Node& n = *p;
     if (n.view.id != id) continue;
     if (!n.marked_down) {
       LOG(WARNING) << "node=" << id << " marked down until its next status poll: " << why;
@@ -281,12 +393,17 @@ std::vector<std::string> NodeRegistry::NotReadyReasons() const {
   for (NodeRole role : {NodeRole::kPrefill, NodeRole::kDecode}) {
     bool any = false;
     std::vector<std::string> problems;
-    for (const Node& n : nodes_) {
-      if (n.view.role != role) continue;
-      if (n.view.usable) any = true;
-      problems.push_back(absl::StrCat(n.view.id, ": ", n.view.problem));
+    for (const auto& n : nodes_) {
+      if (n->view.role != role) continue;
+      if (n->view.usable) any = true;
+      problems.push_back(absl::StrCat(n->view.id, ": ", n->view.problem));
     }
     if (any) continue;
+    for (const DnsSource& d : dns_sources_) {
+      if (d.role == role && !d.last_error.empty()) {
+        problems.push_back(absl::StrCat(d.name.ToString(), ": ", d.last_error));
+      }
+    }
     reasons.push_back(absl::StrCat(
         "no usable ", AV(NodeRoleName(role)), " node",
         problems.empty() ? std::string(" (none configured)")

@@ -1,6 +1,7 @@
 // router/openai_api.cc: request parsing and validation for the OpenAI endpoints.
 #include "router/openai_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <utility>
@@ -324,7 +325,10 @@ absl::Status CheckLengths(CompletionRequest& req, const ParseOptions& options) {
                      *req.max_tokens, " in the completion)."),
         "context_length_exceeded");
   }
-  req.effective_max_tokens = req.max_tokens ? *req.max_tokens : ctx - req.prompt_tokens;
+  const int64_t room = ctx - req.prompt_tokens;
+  const int64_t fallback =
+      options.defaults.max_tokens > 0 ? std::min(options.defaults.max_tokens, room) : room;
+  req.effective_max_tokens = req.max_tokens ? *req.max_tokens : fallback;
   return absl::OkStatus();
 }
 
@@ -391,6 +395,9 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(Endpoint endpoint, std:
   }
   CompletionRequest req;
   req.endpoint = endpoint;
+  req.temperature = options.defaults.temperature;
+  req.top_p = options.defaults.top_p;
+  req.top_k = options.defaults.top_k;
   const Json* model = Field(json, "model");
   if (model == nullptr) return InvalidParamError("model", "'model' is required");
   TANDEM_ASSIGN_OR_RETURN(req.model, GetString(*model, "model"));

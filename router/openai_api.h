@@ -58,7 +58,8 @@ struct CompletionRequest {
   std::string model;
   std::vector<Message> messages;  // chat only
   std::string prompt;             // completions only
-  // As given (max_tokens, or max_completion_tokens for chat); absent means "up to the context".
+  // As given (max_tokens, or max_completion_tokens for chat); absent means the default
+  // (GenerationDefaults::max_tokens, or up to the context).
   std::optional<int64_t> max_tokens;
   double temperature = 1.0;
   double top_p = 1.0;
@@ -72,9 +73,20 @@ struct CompletionRequest {
   std::vector<Document> documents;
   TandemOptions tandem;
   // Filled when ParseOptions::count_prompt_tokens is set: the prompt's tokens and the completion
-  // budget the request may use (max_tokens, or the rest of the context).
+  // budget the request may use (max_tokens, else the default capped by the rest of the context).
   int64_t prompt_tokens = -1;
   int64_t effective_max_tokens = -1;
+};
+
+// What a request gets for a sampling field it does not send (vLLM's generation config). The
+// values here are the OpenAI API's own (temperature 1, no top-p/top-k, up to the context); the
+// router fills them from --default_temperature and friends (router/options.h), whose defaults
+// suit the served model.
+struct GenerationDefaults {
+  double temperature = 1.0;  // [0, 2]
+  double top_p = 1.0;        // (0, 1]
+  int64_t top_k = 0;         // 0 = off
+  int64_t max_tokens = 0;    // 0 = the rest of the context
 };
 
 struct ParseOptions {
@@ -82,6 +94,7 @@ struct ParseOptions {
   std::string model_name;
   // The model's context length (GGUF llama.context_length); <= 0 disables the length checks.
   int64_t context_length = 0;
+  GenerationDefaults defaults;
   // Counts the prompt's tokens as the router will encode them (chat template included). Unset:
   // the prompt-length check is skipped. An error it returns is passed through unchanged.
   std::function<absl::StatusOr<int64_t>(const CompletionRequest&)> count_prompt_tokens;

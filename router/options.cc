@@ -12,22 +12,25 @@
 
 namespace tandem::router {
 
-absl::StatusOr<std::vector<HttpEndpoint>> ParseNodeList(std::string_view flag_name,
-                                                        std::string_view list) {
-  std::vector<HttpEndpoint> out;
+absl::StatusOr<NodeList> ParseNodeList(std::string_view flag_name, std::string_view list) {
+  NodeList out;
   for (absl::string_view item : absl::StrSplit(AV(list), ',', absl::SkipWhitespace())) {
     item = absl::StripAsciiWhitespace(item);
+    const bool dns = absl::ConsumePrefix(&item, "dns:");
     const size_t colon = item.rfind(':');
     int port = 0;
     if (colon == absl::string_view::npos || colon == 0 ||
         !absl::SimpleAtoi(item.substr(colon + 1), &port) || port < 1 || port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat("--", AV(flag_name), ": '", item,
-                                                     "' is not host:port with a port 1..65535"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", AV(flag_name), ": '", dns ? "dns:" : "", item, "' is not ",
+                       dns ? "dns:name:port" : "host:port", " with a port 1..65535"));
     }
-    HttpEndpoint e;
-    e.host = std::string(item.substr(0, colon));
-    e.port = port;
-    out.push_back(std::move(e));
+    const std::string host(item.substr(0, colon));
+    if (dns) {
+      out.dns_names.push_back(DnsNodeName{host, port});
+    } else {
+      out.endpoints.push_back(HttpEndpoint{host, port});
+    }
   }
   return out;
 }
@@ -69,6 +72,18 @@ absl::Status RouterOptions::Validate() const {
   if (control_timeout < absl::Milliseconds(10)) {
     return bad("router_control_timeout_ms", absl::ToInt64Milliseconds(control_timeout),
                "must be >= 10");
+  }
+  const GenerationDefaults& g = generation_defaults;
+  if (!(g.temperature >= 0 && g.temperature <= 2)) {
+    return bad("default_temperature", g.temperature, "is not in [0, 2]");
+  }
+  if (!(g.top_p > 0 && g.top_p <= 1)) return bad("default_top_p", g.top_p, "is not in (0, 1]");
+  if (g.top_k < 0) return bad("default_top_k", g.top_k, "must be >= 0 (0 = off)");
+  if (g.max_tokens < 0) {
+    return bad("default_max_tokens", g.max_tokens, "must be >= 0 (0 = the rest of the context)");
+  }
+  if (dns_refresh < absl::Milliseconds(100)) {
+    return bad("router_dns_refresh_ms", absl::ToInt64Milliseconds(dns_refresh), "must be >= 100");
   }
   if (queue_retry_interval < absl::Milliseconds(1)) {
     return absl::InvalidArgumentError("queue_retry_interval must be at least 1 ms");

@@ -14,6 +14,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/http_client.h"
+#include "router/openai_api.h"
+#include "router/dns_resolver.h"
 
 namespace tandem::router {
 
@@ -27,9 +29,16 @@ struct RouterOptions {
   // The GGUF whose tokenizer, chat template, context length and fingerprints the router uses.
   // Flag: --model
   std::string model_path;
-  // Static node lists. Flags: --prefill_nodes, --decode_nodes (comma-separated host:port)
+  // The nodes: static addresses, and DNS names re-resolved every dns_refresh (a Kubernetes
+  // headless Service: one A/AAAA record per ready pod). Flags: --prefill_nodes, --decode_nodes
+  // (comma-separated host:port or dns:name:port items)
   std::vector<HttpEndpoint> prefill_nodes;
   std::vector<HttpEndpoint> decode_nodes;
+  std::vector<DnsNodeName> prefill_dns;
+  std::vector<DnsNodeName> decode_dns;
+  // How often the dns: names are resolved again. Shorter finds new pods sooner at the cost of
+  // more DNS queries (one per name and period). Default: 5 s. Flag: --router_dns_refresh_ms
+  absl::Duration dns_refresh = absl::Seconds(5);
   // When not empty, every /v1/* call needs "Authorization: Bearer <api_key>". Flag: --api_key
   std::string api_key;
   // The model name clients send and /v1/models lists.
@@ -44,6 +53,15 @@ struct RouterOptions {
   // How long a request waits for a decode reservation when every decode node is full (or none is
   // usable) before it gets 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
   absl::Duration max_queue = absl::Seconds(30);
+  // Sampling for the fields a request leaves out (vLLM's generation config; the GGUF carries no
+  // sampling keys). The defaults suit SmolLM2-135M-Instruct, measured on its chat answers: the
+  // OpenAI API's temperature 1.0 without top-p/top-k drifts into invented words and has no length
+  // limit; the model card's temperature 0.2 / top-p 0.9 falls into loops (9 of 30 seeded haikus
+  // still looped at 0.7); 0.9 / top-p 0.9 / top-k 40 (llama.cpp's top-k) looped in 3 of 30, and
+  // 256 tokens bounds a loop when one happens (deploy/README.md, "Serving defaults").
+  // Flags: --default_temperature, --default_top_p, --default_top_k, --default_max_tokens
+  // (0 = the rest of the context)
+  GenerationDefaults generation_defaults = {0.9, 0.9, 40, 256};
   // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms
   absl::Duration poll_interval = absl::Milliseconds(200);
   // Longest wait for one answer from a prefill node (its queue plus the prompt's compute). Long
@@ -64,9 +82,15 @@ struct RouterOptions {
   absl::Status Validate() const;
 };
 
-// "host:port,host:port" (spaces around items ignored, empty items skipped) into endpoints.
-// InvalidArgument naming `flag_name` and the bad item.
-absl::StatusOr<std::vector<HttpEndpoint>> ParseNodeList(std::string_view flag_name,
-                                                        std::string_view list);
+// One parsed --prefill_nodes / --decode_nodes value.
+struct NodeList {
+  std::vector<HttpEndpoint> endpoints;  // host:port items
+  std::vector<DnsNodeName> dns_names;   // dns:name:port items
+};
+
+// "host:port,dns:name:port,..." (spaces around items ignored, empty items skipped). A `dns:` item
+// names a DNS name whose every address is a node listening on `port`. InvalidArgument naming
+// `flag_name` and the bad item.
+absl::StatusOr<NodeList> ParseNodeList(std::string_view flag_name, std::string_view list);
 
 }  // namespace tandem::router

@@ -20,6 +20,9 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   NodeRegistryOptions nodes;
   nodes.prefill_nodes = options.prefill_nodes;
   nodes.decode_nodes = options.decode_nodes;
+  nodes.prefill_dns = options.prefill_dns;
+  nodes.decode_dns = options.decode_dns;
+  nodes.dns_refresh = options.dns_refresh;
   nodes.poll_interval = options.poll_interval;
   nodes.poll_timeout = std::max(absl::Seconds(1), 2 * options.poll_interval);
   r->registry_ = std::make_unique<NodeRegistry>(nodes, r->model_->identity(), r->index_.get(),
@@ -27,6 +30,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   TANDEM_ASSIGN_OR_RETURN(r->policy_, NewRoutingPolicy(options.policy, std::random_device{}()));
   RouterServiceOptions service;
   service.served_model_name = options.served_model_name;
+  service.generation_defaults = options.generation_defaults;
   service.max_retries = options.max_retries;
   service.max_queue = options.max_queue;
   service.prefill_timeout = options.prefill_timeout;
@@ -49,7 +53,9 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   r->registry_->Start();
   LOG(INFO) << "router serving " << options.served_model_name << " on " << options.host << ":"
             << r->server_->port() << " policy=" << options.policy << " prefill_nodes="
-            << options.prefill_nodes.size() << " decode_nodes=" << options.decode_nodes.size();
+            << options.prefill_nodes.size() << "+" << options.prefill_dns.size() << " dns"
+            << " decode_nodes=" << options.decode_nodes.size() << "+" << options.decode_dns.size()
+            << " dns";
   return r;
 }
 

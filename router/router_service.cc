@@ -83,6 +83,7 @@ absl::StatusOr<PreparedRequest> RouterService::Prepare(Endpoint endpoint,
   ParseOptions po;
   po.model_name = options_.served_model_name;
   po.context_length = model_.context_length();
+  po.defaults = options_.generation_defaults;
   po.count_prompt_tokens = [&](const CompletionRequest& r) -> absl::StatusOr<int64_t> {
     tokens = tokenize(r);
     return static_cast<int64_t>(tokens.size());
@@ -91,7 +92,8 @@ absl::StatusOr<PreparedRequest> RouterService::Prepare(Endpoint endpoint,
   if (api.prompt_tokens < 0) {  // the model declares no context length: nothing counted yet
     tokens = tokenize(api);
     api.prompt_tokens = static_cast<int64_t>(tokens.size());
-    api.effective_max_tokens = api.max_tokens.value_or(256);
+    const int64_t fallback = options_.generation_defaults.max_tokens;
+    api.effective_max_tokens = api.max_tokens.value_or(fallback > 0 ? fallback : 256);
   }
   if (tokens.empty()) {
     return InvalidParamError(endpoint == Endpoint::kCompletions ? "prompt" : "messages",
@@ -393,6 +395,11 @@ std::string TandemJson(const ActiveRequest& a, const Json& timings) {
                  {"transfer_bytes", a.prefill.transfer_bytes}};
   j["attention"] = Json{{"method", a.prefill.attention_method},
                         {"density", a.prefill.attention_density}};
+  // The sampling the nodes ran with, defaults filled in (the seed stays the client's business).
+  j["sampling"] = Json{{"temperature", a.req.sampling.temperature},
+                       {"top_p", a.req.sampling.top_p},
+                       {"top_k", a.req.sampling.top_k},
+                       {"max_tokens", a.req.api.effective_max_tokens}};
   j["retries"] = a.retries;
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }

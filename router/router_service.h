@@ -62,6 +62,9 @@ struct RouterServiceOptions {
   absl::Duration prefill_timeout = absl::Seconds(300);
   // Longest silence on a decode stream. Default: 60 s. Flag: --router_decode_timeout_ms
   absl::Duration decode_timeout = absl::Seconds(60);
+  // Sampling a request gets for the fields it does not send. Flags: --default_temperature,
+  // --default_top_p, --default_top_k, --default_max_tokens (router/options.h).
+  GenerationDefaults generation_defaults;
   // Connect timeout of every node call, and the whole budget of reserve calls: they are quick,
   // so a node that takes longer is treated as down. Default: 5 s.
   // Flag: --router_control_timeout_ms

@@ -13,6 +13,9 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# kubectl (with its built-in kustomize) renders deploy/kubernetes in the tests; Debian ships it
+# as kubernetes-client. A kubectl from elsewhere already on PATH is used as it is.
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install_deps: all ${#PACKAGES[@]} packages present"
   exit 0

@@ -6,4 +6,5 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 "$ROOT/scripts/install_deps.sh"
 "$ROOT/scripts/fetch_model.sh"
 "$ROOT/scripts/setup_test_python.sh"
+"$ROOT/scripts/setup_deploy_tools.sh"
 "$ROOT/scripts/build.sh" "$@"

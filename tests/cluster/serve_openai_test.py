@@ -94,10 +94,14 @@ class ServeOpenAiTest(unittest.TestCase):
 
         # Seeded sampling: the prefill node samples the first token and the decode node continues
         # the same random stream, so the cluster draws what one process draws.
+        # Every sampling field is given: the router's defaults (top-p 0.9, top-k 40) would
+        # otherwise fill the ones left out (serving_defaults_test covers those).
         sampled = tc.tandem_generate(TANDEM, ["--prompt", prompt, "--max_tokens=24",
-                                              "--temperature=0.9", "--seed=7"])
+                                              "--temperature=0.9", "--top_p=0.95", "--top_k=50",
+                                              "--seed=7"])
         res = self.client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=24,
-                                             temperature=0.9, seed=7)
+                                             temperature=0.9, top_p=0.95, seed=7,
+                                             extra_body={"top_k": 50})
         self.assertEqual(res.choices[0].text, sampled)
         print(f"completion greedy: {expected!r}\ncompletion seed 7: {sampled!r}")
 

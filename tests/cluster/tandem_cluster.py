@@ -23,13 +23,16 @@ MODEL = os.environ.get("TANDEM_MODEL") or os.path.join(
 class TandemProcess:
     """One `tandem <command> ...` child with a ready file."""
 
-    def __init__(self, tandem, command, args, name=None, log_dir=None, env=None):
+    def __init__(self, tandem, command, args, name=None, log_dir=None, env=None, prefix=None):
+        """`prefix`: a command line the process runs under (it must exec the tandem command in
+        the same process, e.g. `unshare -m sh -c '... && exec "$@"' sh`)."""
         self.name = name or command
         self.dir = tempfile.mkdtemp(prefix=f"tandem-{self.name}-", dir=log_dir)
         self.ready_file = os.path.join(self.dir, "ready.json")
         self.log_path = os.path.join(self.dir, "log.txt")
         self.log = open(self.log_path, "wb")
-        cmd = [tandem, command, f"--ready_file={self.ready_file}", f"--model={MODEL}"] + list(args)
+        cmd = list(prefix or []) + [tandem, command, f"--ready_file={self.ready_file}",
+                                    f"--model={MODEL}"] + list(args)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=SOURCE_DIR, env=env)
         self.pid = self.proc.pid

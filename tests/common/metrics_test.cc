@@ -1,5 +1,7 @@
 #include "common/metrics.h"
 
+#include "absl/time/clock.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,6 +85,25 @@ TEST(MetricsRegistry, SerializesCountersGaugesHistograms) {
   EXPECT_THAT(text, HasSubstr("tandem_router_time_to_first_token_seconds_bucket{le=\"0.06\"} 1"));
   EXPECT_THAT(text, HasSubstr("tandem_router_time_to_first_token_seconds_bucket{le=\"+Inf\"} 2"));
   EXPECT_THAT(text, HasSubstr("tandem_router_request_phase_seconds_bucket{phase=\"kv_load\""));
+}
+
+TEST(MetricsRegistry, ProcessMetricsUnderTheirStandardNames) {
+  MetricsRegistry registry;
+  const std::string text = registry.Serialize();
+  for (const char* name : {"process_cpu_seconds_total", "process_resident_memory_bytes",
+                           "process_virtual_memory_bytes", "process_start_time_seconds",
+                           "process_open_fds", "process_threads"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("\n") + name + " ")) << name;
+  }
+  // Resident memory is this test process's: more than a megabyte, less than a terabyte.
+  const size_t at = text.find("\nprocess_resident_memory_bytes ");
+  ASSERT_NE(at, std::string::npos);
+  const double rss = std::stod(text.substr(at + 31));
+  EXPECT_GT(rss, 1e6);
+  EXPECT_LT(rss, 1e12);
+  const size_t start = text.find("\nprocess_start_time_seconds ");
+  const double started = std::stod(text.substr(start + 28));
+  EXPECT_NEAR(started, absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()), 3600);
 }
 
 TEST(MetricsRegistry, PromtoolAcceptsOutput) {

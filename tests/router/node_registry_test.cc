@@ -310,5 +310,166 @@ TEST(NodeRegistry, PollersRunInTheBackground) {
   nodes.Stop();
 }
 
+// A resolver whose answer the test sets: the registry's side of DNS discovery without a DNS
+// server (the cluster test dns_discovery_test drives the real getaddrinfo through a hosts file).
+class ScriptedResolver {
+ public:
+  void Answer(absl::StatusOr<std::vector<HttpEndpoint>> answer) {
+    absl::MutexLock lock(&mu_);
+    answer_ = std::move(answer);
+  }
+  DnsResolver AsResolver() {
+    return [this](const DnsNodeName& name) -> absl::StatusOr<std::vector<HttpEndpoint>> {
+      absl::MutexLock lock(&mu_);
+      asked_.push_back(name.ToString());
+      return answer_;
+    };
+  }
+  std::vector<std::string> asked() {
+    absl::MutexLock lock(&mu_);
+    return asked_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::StatusOr<std::vector<HttpEndpoint>> answer_ = absl::NotFoundError("no answer yet");
+  std::vector<std::string> asked_;
+};
+
+std::vector<std::string> Ids(const std::vector<NodeView>& views) {
+  std::vector<std::string> out;
+  for (const NodeView& v : views) out.push_back(v.id);
+  return out;
+}
+
+struct DnsFixture {
+  DnsFixture(std::vector<HttpEndpoint> static_prefill, absl::Duration poll = absl::Seconds(1)) {
+    NodeRegistryOptions o = Fixture::Options(std::move(static_prefill), {});
+    o.prefill_dns = {{"tandem-prefill.test", 8100}};
+    o.resolver = resolver.AsResolver();
+    o.poll_interval = poll;
+    o.dns_refresh = absl::Milliseconds(20);
+    nodes = std::make_unique<NodeRegistry>(o, Identity(), &index, &metrics);
+  }
+  double Value(const std::string& sample) {
+    const std::string text = registry_metrics.Serialize();
+    size_t at = text.find("\n" + sample + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + 1 + sample.size() + 1));
+  }
+  ScriptedResolver resolver;
+  MetricsRegistry registry_metrics;
+  RouterMetrics metrics{registry_metrics};
+  KvIndex index;
+  std::unique_ptr<NodeRegistry> nodes;
+};
+
+TEST(NodeRegistryDns, AddressesBecomeNodesAndVanishedOnesAreDropped) {
+  CannedNode a("prefill"), b("prefill"), fixed("prefill");
+  const KvFormat fmt = Format();
+  const std::vector<BlockKey> keys = ChainKeys(fmt, std::vector<KvTokenId>{1, 2, 3, 4});
+  a.Edit([&](node_api::NodeStatus& s) { s.events = {{1, "stored", keys[0].Hex(), "memory"}}; });
+  DnsFixture f({fixed.endpoint()});
+  EXPECT_EQ(Ids(f.nodes->Nodes(NodeRole::kPrefill)),
+            std::vector<std::string>{fixed.endpoint().ToString()});
+
+  f.resolver.Answer(std::vector<HttpEndpoint>{a.endpoint()});
+  f.nodes->ResolveAllOnce();
+  EXPECT_EQ(f.resolver.asked(), std::vector<std::string>{"dns:tandem-prefill.test:8100"});
+  EXPECT_EQ(Ids(f.nodes->Nodes(NodeRole::kPrefill)),
+            (std::vector<std::string>{fixed.endpoint().ToString(), a.endpoint().ToString()}));
+  f.nodes->PollAllOnce();
+  EXPECT_EQ(f.nodes->UsableNodes(NodeRole::kPrefill).size(), 2u);
+  EXPECT_EQ(f.index.NumKeys(a.endpoint().ToString()), 1u);
+  EXPECT_EQ(f.Value("tandem_router_nodes{role=\"prefill\"}"), 2);
+  EXPECT_EQ(f.Value("tandem_router_usable_nodes{role=\"prefill\"}"), 2);
+
+  // A second address joins; the answer repeating the first does not add it twice.
+  f.resolver.Answer(std::vector<HttpEndpoint>{b.endpoint(), a.endpoint()});
+  f.nodes->ResolveAllOnce();
+  f.nodes->PollAllOnce();
+  EXPECT_EQ(f.nodes->UsableNodes(NodeRole::kPrefill).size(), 3u);
+
+  // `a` leaves DNS: dropped with its index entries; the static node and `b` stay.
+  const NodeView a_before = *f.nodes->Find(a.endpoint().ToString());
+  f.resolver.Answer(std::vector<HttpEndpoint>{b.endpoint()});
+  f.nodes->ResolveAllOnce();
+  EXPECT_FALSE(f.nodes->Find(a.endpoint().ToString()).has_value());
+  EXPECT_EQ(Ids(f.nodes->UsableNodes(NodeRole::kPrefill)),
+            (std::vector<std::string>{fixed.endpoint().ToString(), b.endpoint().ToString()}));
+  EXPECT_EQ(f.index.NumKeys(a.endpoint().ToString()), 0u);
+  EXPECT_EQ(f.Value("tandem_router_nodes{role=\"prefill\"}"), 2);
+  // A request that already routed to `a` keeps its copy and can still call it; a failure it
+  // reports for a node the registry no longer has changes nothing.
+  EXPECT_EQ(a_before.endpoint.port, a.endpoint().port);
+  f.nodes->MarkDown(a_before.id, absl::UnavailableError("gone"));
+  EXPECT_EQ(f.nodes->UsableNodes(NodeRole::kPrefill).size(), 2u);
+
+  // It comes back (a new pod with the same address): a new node, read from seq 0.
+  f.resolver.Answer(std::vector<HttpEndpoint>{a.endpoint(), b.endpoint()});
+  f.nodes->ResolveAllOnce();
+  f.nodes->PollAllOnce();
+  EXPECT_EQ(f.nodes->UsableNodes(NodeRole::kPrefill).size(), 3u);
+  EXPECT_EQ(a.sinces().back(), "0");
+  EXPECT_EQ(f.index.NumKeys(a.endpoint().ToString()), 1u);
+}
+
+TEST(NodeRegistryDns, AFailedResolutionKeepsTheLastNodes) {
+  CannedNode a("prefill"), decode("decode");
+  DnsFixture f({});
+  f.nodes->ResolveAllOnce();  // "no answer yet": nothing known, /ready says why
+  ASSERT_TRUE(f.nodes->Nodes(NodeRole::kPrefill).empty());
+  const std::vector<std::string> reasons = f.nodes->NotReadyReasons();
+  ASSERT_FALSE(reasons.empty());
+  EXPECT_THAT(reasons[0], HasSubstr("dns:tandem-prefill.test:8100: no answer yet"));
+
+  f.resolver.Answer(std::vector<HttpEndpoint>{a.endpoint()});
+  f.nodes->ResolveAllOnce();
+  f.resolver.Answer(absl::UnavailableError("resolving tandem-prefill.test: timeout"));
+  f.nodes->ResolveAllOnce();
+  f.nodes->ResolveAllOnce();
+  f.nodes->PollAllOnce();
+  EXPECT_EQ(Ids(f.nodes->UsableNodes(NodeRole::kPrefill)),
+            std::vector<std::string>{a.endpoint().ToString()});
+  EXPECT_EQ(f.Value("tandem_router_dns_resolutions_total"), 4);
+  EXPECT_EQ(f.Value("tandem_router_dns_failures_total"), 3);
+}
+
+TEST(NodeRegistryDns, DiscoveredNodesArePolledAndDroppedWhileRunning) {
+  CannedNode a("prefill"), b("prefill");
+  DnsFixture f({}, /*poll=*/absl::Milliseconds(20));
+  f.resolver.Answer(std::vector<HttpEndpoint>{a.endpoint(), b.endpoint()});
+  f.nodes->Start();
+  auto wait_for = [&](auto done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!done() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    return done();
+  };
+  EXPECT_TRUE(wait_for([&] { return f.nodes->UsableNodes(NodeRole::kPrefill).size() == 2; }));
+  f.resolver.Answer(std::vector<HttpEndpoint>{b.endpoint()});
+  EXPECT_TRUE(wait_for([&] { return f.nodes->Nodes(NodeRole::kPrefill).size() == 1; }));
+  // The dropped node's poller has ended: no poll reaches `a` any more.
+  const size_t polls = a.sinces().size();
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(a.sinces().size(), polls);
+  EXPECT_GT(b.sinces().size(), 3u);
+  f.nodes->Stop();
+}
+
+TEST(ResolveDnsName, TheSystemResolver) {
+  ASSERT_OK_AND_ASSIGN(std::vector<HttpEndpoint> found, ResolveDnsName({"127.0.0.7", 8200}));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].ToString(), "127.0.0.7:8200");
+  ASSERT_OK_AND_ASSIGN(found, ResolveDnsName({"::1", 8200}));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].ToString(), "[::1]:8200");
+  ASSERT_OK_AND_ASSIGN(found, ResolveDnsName({"localhost", 9}));
+  std::vector<std::string> localhost;
+  for (const HttpEndpoint& e : found) localhost.push_back(e.ToString());
+  EXPECT_THAT(localhost, ::testing::Contains("127.0.0.1:9"));
+  // RFC 6761: .invalid never resolves (NotFound, or Unavailable where no DNS server answers).
+  EXPECT_FALSE(ResolveDnsName({"tandem-no-such-node.invalid", 1}).ok());
+}
+
 }  // namespace
 }  // namespace tandem::router

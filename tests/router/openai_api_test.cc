@@ -109,6 +109,33 @@ TEST(ParseChat, Defaults) {
   EXPECT_EQ(r->effective_max_tokens, 2048 - 2);
 }
 
+TEST(ParseChat, ServerDefaultsFillOnlyTheFieldsLeftOut) {
+  ParseOptions o = Options();
+  o.defaults = {0.7, 0.9, 40, 256};
+  auto r = ParseCompletionRequest(Endpoint::kChatCompletions, ChatBody(""), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->temperature, 0.7);
+  EXPECT_DOUBLE_EQ(r->top_p, 0.9);
+  EXPECT_EQ(r->top_k, 40);
+  EXPECT_FALSE(r->max_tokens.has_value());
+  EXPECT_EQ(r->effective_max_tokens, 256);
+  // A field the client sends wins, one by one; top_k -1 turns the default top-k off.
+  r = ParseCompletionRequest(Endpoint::kChatCompletions,
+                             ChatBody(R"("temperature":0,"top_k":-1,"max_tokens":1000)"), o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->temperature, 0.0);
+  EXPECT_DOUBLE_EQ(r->top_p, 0.9);
+  EXPECT_EQ(r->top_k, 0);
+  EXPECT_EQ(r->effective_max_tokens, 1000);
+  // The default never asks for more than the context has room for.
+  r = ParseCompletionRequest(Endpoint::kCompletions,
+                             R"({"model":"SmolLM2-135M-Instruct","prompt":")" +
+                                 std::string(2000, 'a') + R"("})",
+                             o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->effective_max_tokens, 48);
+}
+
 TEST(ParseCompletions, StringAndSingleElementArray) {
   auto r = Text(R"({"model":"SmolLM2-135M-Instruct","prompt":"Once upon","max_tokens":16,
                     "temperature":0,"seed":42,"stream":true})");
