@@ -45,7 +45,7 @@ absl::Status RouterOptions::Validate() const {
   if (model_path.empty()) {
     return absl::InvalidArgumentError("--model: the GGUF file is required");
   }
-  if (served_model_name.empty()) {
+  if (service.served_model_name.empty()) {
     return absl::InvalidArgumentError("--served_model_name: must not be empty");
   }
   bool known_policy = false;
@@ -54,26 +54,26 @@ absl::Status RouterOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "--router_policy: '", policy, "' is not kv_aware, least_loaded or round_robin"));
   }
-  if (max_retries < 0) return bad("router_max_retries", max_retries, "must be >= 0");
-  if (max_queue < absl::ZeroDuration()) {
-    return bad("router_max_queue_ms", absl::ToInt64Milliseconds(max_queue), "must be >= 0");
+  if (service.max_retries < 0) return bad("router_max_retries", service.max_retries, "must be >= 0");
+  if (service.max_queue < absl::ZeroDuration()) {
+    return bad("router_max_queue_ms", absl::ToInt64Milliseconds(service.max_queue), "must be >= 0");
   }
   if (poll_interval < absl::Milliseconds(10)) {
     return bad("router_poll_ms", absl::ToInt64Milliseconds(poll_interval), "must be >= 10");
   }
-  if (prefill_timeout < absl::Milliseconds(100)) {
-    return bad("router_prefill_timeout_ms", absl::ToInt64Milliseconds(prefill_timeout),
+  if (service.prefill_timeout < absl::Milliseconds(100)) {
+    return bad("router_prefill_timeout_ms", absl::ToInt64Milliseconds(service.prefill_timeout),
                "must be >= 100");
   }
-  if (decode_timeout < absl::Milliseconds(100)) {
-    return bad("router_decode_timeout_ms", absl::ToInt64Milliseconds(decode_timeout),
+  if (service.decode_timeout < absl::Milliseconds(100)) {
+    return bad("router_decode_timeout_ms", absl::ToInt64Milliseconds(service.decode_timeout),
                "must be >= 100");
   }
-  if (control_timeout < absl::Milliseconds(10)) {
-    return bad("router_control_timeout_ms", absl::ToInt64Milliseconds(control_timeout),
+  if (service.control_timeout < absl::Milliseconds(10)) {
+    return bad("router_control_timeout_ms", absl::ToInt64Milliseconds(service.control_timeout),
                "must be >= 10");
   }
-  const GenerationDefaults& g = generation_defaults;
+  const GenerationDefaults& g = service.generation_defaults;
   if (!(g.temperature >= 0 && g.temperature <= 2)) {
     return bad("default_temperature", g.temperature, "is not in [0, 2]");
   }
@@ -85,7 +85,7 @@ absl::Status RouterOptions::Validate() const {
   if (dns_refresh < absl::Milliseconds(100)) {
     return bad("router_dns_refresh_ms", absl::ToInt64Milliseconds(dns_refresh), "must be >= 100");
   }
-  if (queue_retry_interval < absl::Milliseconds(1)) {
+  if (service.queue_retry_interval < absl::Milliseconds(1)) {
     return absl::InvalidArgumentError("queue_retry_interval must be at least 1 ms");
   }
   return absl::OkStatus();

@@ -19,6 +19,50 @@
 
 namespace tandem::router {
 
+struct RouterServiceOptions {
+  // The model name responses carry. Default: SmolLM2-135M-Instruct. Flag: --served_model_name
+  std::string served_model_name = "SmolLM2-135M-Instruct";
+  // Extra attempts on other nodes after a retryable failure before the first decoded token
+  // (prefill errors, failed transfers, decode streams that broke before their first token).
+  // Default: 2. Flag: --router_max_retries
+  int max_retries = 2;
+  // How long a request waits for a decode reservation while every decode node is full, counted
+  // from its arrival; then 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
+  absl::Duration max_queue = absl::Seconds(30);
+  // How often a request waiting for a decode reservation asks the nodes again. Shorter reacts
+  // sooner to freed capacity at the cost of more reserve calls. Default: 50 ms. No flag: the
+  // default suits every deployment; tests shorten it.
+  absl::Duration queue_retry_interval = absl::Milliseconds(50);
+  // Longest wait for one prefill answer. Default: 300 s. Flag: --router_prefill_timeout_ms
+  absl::Duration prefill_timeout = absl::Seconds(300);
+  // Longest silence on a decode stream. Default: 60 s. Flag: --router_decode_timeout_ms
+  absl::Duration decode_timeout = absl::Seconds(60);
+  // Sampling a request gets for the fields it does not send. Here the OpenAI API's own; a router
+  // process uses RouterOptions's, which suit the served model. Flags: --default_temperature,
+  // --default_top_p, --default_top_k, --default_max_tokens
+  GenerationDefaults generation_defaults;
+  // Connect timeout of every node call, and the whole budget of reserve calls: they are quick,
+  // so a node that takes longer is treated as down. Default: 5 s.
+  // Flag: --router_control_timeout_ms
+  absl::Duration control_timeout = absl::Seconds(5);
+};
+
+// The generation defaults of a router process (vLLM's generation config; the GGUF carries no
+// sampling keys). They suit SmolLM2-135M-Instruct, measured on its chat answers: the OpenAI API's
+// temperature 1.0 without top-p/top-k drifts into invented words and has no length limit; the
+// model card's temperature 0.2 / top-p 0.9 falls into loops (9 of 30 seeded haikus still looped at
+// 0.7); 0.9 / top-p 0.9 / top-k 40 (llama.cpp's top-k) looped in 3 of 30, and 256 tokens bounds a
+// loop when one happens (deploy/README.md, "Serving defaults").
+inline constexpr GenerationDefaults kServedModelGenerationDefaults = {0.9, 0.9, 40, 256};
+
+// RouterServiceOptions as a router process starts with: the library's, with the served model's
+// generation defaults.
+inline RouterServiceOptions ProcessServiceOptions() {
+  RouterServiceOptions o;
+  o.generation_defaults = kServedModelGenerationDefaults;
+  return o;
+}
+
 struct RouterOptions {
   // Address and port of the OpenAI API. Default: 0.0.0.0:8000. Flags: --host, --router_port
   std::string host = "0.0.0.0";
@@ -41,42 +85,13 @@ struct RouterOptions {
   absl::Duration dns_refresh = absl::Seconds(5);
   // When not empty, every /v1/* call needs "Authorization: Bearer <api_key>". Flag: --api_key
   std::string api_key;
-  // The model name clients send and /v1/models lists.
-  // Default: SmolLM2-135M-Instruct. Flag: --served_model_name
-  std::string served_model_name = "SmolLM2-135M-Instruct";
   // kv_aware | least_loaded | round_robin. Default: kv_aware. Flag: --router_policy
   std::string policy = "kv_aware";
-  // Extra attempts of a request on other nodes after a retryable failure before any token reached
-  // the client. More retries ride out more node failures and delay the error a client sees.
-  // Default: 2. Flag: --router_max_retries
-  int max_retries = 2;
-  // How long a request waits for a decode reservation when every decode node is full (or none is
-  // usable) before it gets 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
-  absl::Duration max_queue = absl::Seconds(30);
-  // Sampling for the fields a request leaves out (vLLM's generation config; the GGUF carries no
-  // sampling keys). The defaults suit SmolLM2-135M-Instruct, measured on its chat answers: the
-  // OpenAI API's temperature 1.0 without top-p/top-k drifts into invented words and has no length
-  // limit; the model card's temperature 0.2 / top-p 0.9 falls into loops (9 of 30 seeded haikus
-  // still looped at 0.7); 0.9 / top-p 0.9 / top-k 40 (llama.cpp's top-k) looped in 3 of 30, and
-  // 256 tokens bounds a loop when one happens (deploy/README.md, "Serving defaults").
-  // Flags: --default_temperature, --default_top_p, --default_top_k, --default_max_tokens
-  // (0 = the rest of the context)
-  GenerationDefaults generation_defaults = {0.9, 0.9, 40, 256};
   // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms
   absl::Duration poll_interval = absl::Milliseconds(200);
-  // Longest wait for one answer from a prefill node (its queue plus the prompt's compute). Long
-  // prompts on CPU take seconds. Default: 300 s. Flag: --router_prefill_timeout_ms
-  absl::Duration prefill_timeout = absl::Seconds(300);
-  // Longest silence on a decode stream before the router gives up on it (the node sends a token
-  // per step, so this bounds a stuck node, not a long answer). Default: 60 s.
-  // Flag: --router_decode_timeout_ms
-  absl::Duration decode_timeout = absl::Seconds(60);
-  // Connect timeout of every node call and the whole budget of a reserve or cancel call; a node
-  // slower than this is treated as down. Default: 5 s. Flag: --router_control_timeout_ms
-  absl::Duration control_timeout = absl::Seconds(5);
-  // How often a request waiting for a decode reservation asks the nodes again. Default: 50 ms.
-  // No flag: the default suits every deployment; tests shorten it.
-  absl::Duration queue_retry_interval = absl::Milliseconds(50);
+  // The request pipeline: served model name, retries, queueing, timeouts, and the generation
+  // defaults (kServedModelGenerationDefaults here). Flags: see RouterServiceOptions.
+  RouterServiceOptions service = ProcessServiceOptions();
 
   // InvalidArgument naming the flag and value.
   absl::Status Validate() const;

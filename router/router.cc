@@ -28,16 +28,7 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   r->registry_ = std::make_unique<NodeRegistry>(nodes, r->model_->identity(), r->index_.get(),
                                                 r->metrics_.get());
   TANDEM_ASSIGN_OR_RETURN(r->policy_, NewRoutingPolicy(options.policy, std::random_device{}()));
-  RouterServiceOptions service;
-  service.served_model_name = options.served_model_name;
-  service.generation_defaults = options.generation_defaults;
-  service.max_retries = options.max_retries;
-  service.max_queue = options.max_queue;
-  service.prefill_timeout = options.prefill_timeout;
-  service.decode_timeout = options.decode_timeout;
-  service.control_timeout = options.control_timeout;
-  service.queue_retry_interval = options.queue_retry_interval;
-  r->service_ = std::make_unique<RouterService>(service, *r->model_, *r->registry_, *r->index_,
+  r->service_ = std::make_unique<RouterService>(options.service, *r->model_, *r->registry_, *r->index_,
                                                 *r->policy_, *r->metrics_);
   HttpServerOptions http;
   http.host = options.host;
@@ -46,12 +37,12 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   r->server_ = std::make_unique<HttpServer>(http, r->metrics_registry_.get());
   RouterHttpOptions api;
   api.api_key = options.api_key;
-  api.served_model_name = options.served_model_name;
+  api.served_model_name = options.service.served_model_name;
   api.created = absl::ToUnixSeconds(absl::Now());
   RegisterRouterRoutes(*r->server_, *r->service_, *r->registry_, *r->metrics_, api);
   TANDEM_RETURN_IF_ERROR(r->server_->Start());
   r->registry_->Start();
-  LOG(INFO) << "router serving " << options.served_model_name << " on " << options.host << ":"
+  LOG(INFO) << "router serving " << options.service.served_model_name << " on " << options.host << ":"
             << r->server_->port() << " policy=" << options.policy << " prefill_nodes="
             << options.prefill_nodes.size() << "+" << options.prefill_dns.size() << " dns"
             << " decode_nodes=" << options.decode_nodes.size() << "+" << options.decode_dns.size()

@@ -39,37 +39,11 @@
 #include "router/metrics.h"
 #include "router/node_registry.h"
 #include "router/openai_api.h"
+#include "router/options.h"
 #include "router/policy/routing_policy.h"
 #include "router/served_model.h"
 
 namespace tandem::router {
-
-struct RouterServiceOptions {
-  // The model name responses carry. Default: SmolLM2-135M-Instruct. Flag: --served_model_name
-  std::string served_model_name = "SmolLM2-135M-Instruct";
-  // Extra attempts on other nodes after a retryable failure before the first decoded token
-  // (prefill errors, failed transfers, decode streams that broke before their first token).
-  // Default: 2. Flag: --router_max_retries
-  int max_retries = 2;
-  // How long a request waits for a decode reservation while every decode node is full, counted
-  // from its arrival; then 503 + Retry-After. Default: 30 s. Flag: --router_max_queue_ms
-  absl::Duration max_queue = absl::Seconds(30);
-  // How often a request waiting for a decode reservation asks the nodes again. Shorter reacts
-  // sooner to freed capacity at the cost of more reserve calls. Default: 50 ms. No flag
-  // (RouterOptions::queue_retry_interval; tests shorten it).
-  absl::Duration queue_retry_interval = absl::Milliseconds(50);
-  // Longest wait for one prefill answer. Default: 300 s. Flag: --router_prefill_timeout_ms
-  absl::Duration prefill_timeout = absl::Seconds(300);
-  // Longest silence on a decode stream. Default: 60 s. Flag: --router_decode_timeout_ms
-  absl::Duration decode_timeout = absl::Seconds(60);
-  // Sampling a request gets for the fields it does not send. Flags: --default_temperature,
-  // --default_top_p, --default_top_k, --default_max_tokens (router/options.h).
-  GenerationDefaults generation_defaults;
-  // Connect timeout of every node call, and the whole budget of reserve calls: they are quick,
-  // so a node that takes longer is treated as down. Default: 5 s.
-  // Flag: --router_control_timeout_ms
-  absl::Duration control_timeout = absl::Seconds(5);
-};
 
 // A parsed, tokenized request, ready to route.
 struct PreparedRequest {

@@ -51,23 +51,23 @@ TEST(RouterOptions, ValidateNamesTheFlag) {
   bad.policy = "fastest";
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--router_policy"));
   bad = o;
-  bad.generation_defaults.temperature = 2.5;
+  bad.service.generation_defaults.temperature = 2.5;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_temperature"));
   bad = o;
-  bad.generation_defaults.top_p = 0;
+  bad.service.generation_defaults.top_p = 0;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_top_p"));
   bad = o;
-  bad.generation_defaults.top_k = -1;
+  bad.service.generation_defaults.top_k = -1;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_top_k"));
   bad = o;
-  bad.generation_defaults.max_tokens = -5;
+  bad.service.generation_defaults.max_tokens = -5;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--default_max_tokens"));
   bad = o;
   bad.dns_refresh = absl::Milliseconds(5);
   EXPECT_THAT(bad.Validate(),
               StatusIs(absl::StatusCode::kInvalidArgument, "--router_dns_refresh_ms"));
   bad = o;
-  bad.max_retries = -1;
+  bad.service.max_retries = -1;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--router_max_retries"));
   bad = o;
   bad.poll_interval = absl::Milliseconds(1);
@@ -79,7 +79,7 @@ TEST(RouterOptions, ValidateNamesTheFlag) {
   bad.port = 70000;
   EXPECT_THAT(bad.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "--router_port"));
   bad = o;
-  bad.control_timeout = absl::Milliseconds(1);
+  bad.service.control_timeout = absl::Milliseconds(1);
   EXPECT_THAT(bad.Validate(),
               StatusIs(absl::StatusCode::kInvalidArgument, "--router_control_timeout_ms"));
 }

@@ -246,11 +246,11 @@ class RouterServiceTest : public ::testing::Test {
     for (auto& n : prefills_) o.prefill_nodes.push_back(n->endpoint());
     for (auto& n : decodes_) o.decode_nodes.push_back(n->endpoint());
     o.poll_interval = poll_interval;
-    o.max_retries = max_retries;
-    o.max_queue = absl::Milliseconds(300);
-    o.queue_retry_interval = absl::Milliseconds(10);
-    o.control_timeout = absl::Seconds(2);
-    o.decode_timeout = absl::Seconds(10);
+    o.service.max_retries = max_retries;
+    o.service.max_queue = absl::Milliseconds(300);
+    o.service.queue_retry_interval = absl::Milliseconds(10);
+    o.service.control_timeout = absl::Seconds(2);
+    o.service.decode_timeout = absl::Seconds(10);
     auto r = Router::Start(o);
     ASSERT_OK(r.status());
     router_ = *std::move(r);
