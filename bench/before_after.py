@@ -9,6 +9,11 @@ Both builds run the same measurements in alternating order, round after round, o
 For each metric it prints the median per build, the ratio candidate/baseline, and the run's noise:
 the spread (max - min) / median of each build's own rounds. A ratio within the noise is no change.
 
+Wall time needs a quiet machine. --instructions adds a measure that does not: the instructions
+`tandem generate` executes under valgrind's callgrind (one thread), for a decode-heavy run (16-token
+prompt, 64 tokens) and a prefill-heavy one (~470-token prompt, 1 token). The same binary and input
+give the same count whatever else the machine runs, so its ratio has no noise term.
+
     .venv-test/bin/python bench/before_after.py --baseline_commit 11c1f49 [--rounds 5]
     .venv-test/bin/python bench/before_after.py --baseline_build /path/to/other/build
 
@@ -93,6 +98,16 @@ def serve_ttft(build, threads, requests, first_prompt):
         serve.stop()
 
 
+def instructions(build, prompt_text, max_tokens):
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         os.path.join(build, "cli", "tandem"), "generate", f"--model={tc.MODEL}", "--threads=1",
+         "--temperature=0", "--ignore_eos", f"--max_tokens={max_tokens}", "--stats=false",
+         "--prompt", prompt_text],
+        capture_output=True, text=True, check=True, cwd=tc.SOURCE_DIR).stderr
+    return int(re.search(r"Collected : (\d+)", out)[1])
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--candidate_build", default=os.path.join(tc.SOURCE_DIR, "build"))
@@ -101,12 +116,25 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--ttft_requests", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions under callgrind (load-independent)")
     args = parser.parse_args()
     if bool(args.baseline_build) == bool(args.baseline_commit):
         parser.error("give exactly one of --baseline_build and --baseline_commit")
     baseline = args.baseline_build or build_baseline(args.baseline_commit)
     builds = {"candidate": os.path.abspath(args.candidate_build),
               "baseline": os.path.abspath(baseline)}
+
+    if args.instructions:
+        cases = {"decode_instructions": ("The capital of France is a city that", 64),
+                 "prefill_instructions": (prompt(0), 1)}
+        for metric, (text, max_tokens) in cases.items():
+            counts = {name: instructions(build, text, max_tokens) for name, build in builds.items()}
+            print(f"BENCH before_after {metric} candidate={counts['candidate']} "
+                  f"baseline={counts['baseline']} "
+                  f"ratio={counts['candidate'] / counts['baseline']:.4f}", flush=True)
+    if args.rounds <= 0:
+        return
 
     runs = {name: [] for name in builds}
     next_prompt = 0

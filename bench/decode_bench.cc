@@ -140,8 +140,8 @@ int main(int argc, char** argv) {
   }
   // KV bytes read per step at the mean context of the run.
   const double mean_context = short_prompt.size() + decode_tokens / 2.0;
-  const double kv_bytes = mean_context * config.n_layers * 2.0 * config.kv_dim() *
-                          DTypeBlockBytes(options->kv.dtype);
+  const double kv_bytes =
+      mean_context * config.n_layers * 2.0 * config.kv_dim() * DTypeBlockBytes(options->kv.dtype);
   const double roofline = read_gbs * 1e9 / (weight_bytes + kv_bytes);
   std::printf("BENCH decode threads=%d,prompt=16,tokens=%d candidate=%.1f baseline=%.1f ratio=%.3f "
               "bytes_per_token=%.1fMB achieved_gbs=%.2f\n",

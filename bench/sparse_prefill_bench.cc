@@ -24,6 +24,7 @@
 #include "kernels/backend.h"
 #include "kernels/model/flags.h"
 #include "kernels/model/model_runner.h"
+#include "runtime/flags.h"
 #include "tests/model/long_text.h"
 
 TANDEM_FLAG(std::string, lengths, "2048,4096,8192", "Prompt lengths in tokens, comma-separated.");
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
   ParseFlagsOrExit(argc, argv, "Usage: sparse_prefill_bench [flags]");
   kernels::SetCpuThreads(GetFlag(model::FLAGS_threads));
   auto gguf = format::GgufFile::Open(GetFlag(model::FLAGS_model));
-  auto backend = kernels::GetBackend(GetFlag(model::FLAGS_backend));
+  auto backend = kernels::GetBackend(GetFlag(runtime::FLAGS_backend));
   auto options = model::RunnerOptionsFromFlags();
   auto kv_options = model::KvCacheOptionsFromFlags();
   if (!gguf.ok() || !backend.ok() || !options.ok() || !kv_options.ok()) {

@@ -31,7 +31,8 @@ TANDEM_FLAG(std::string, chat, "",
 TANDEM_FLAG(std::string, messages, "",
             "Chat messages as JSON: [{\"role\": \"user\", \"content\": \"Hi\"}, ...], or @file.");
 TANDEM_FLAG(std::string, system, "", "System message for --chat (default: the template's own).");
-TANDEM_FLAG(int32_t, max_tokens, 128, "Tokens to generate at most.");
+TANDEM_FLAG(int32_t, max_tokens, runtime::GenerateOptions{}.max_tokens,
+            "Tokens to generate at most.");
 TANDEM_FLAG(double, temperature, 0.0, "Sampling temperature; 0 = greedy.");
 TANDEM_FLAG(int32_t, top_k, 0, "Keep the k most likely tokens; 0 = all.");
 TANDEM_FLAG(double, top_p, 1.0, "Nucleus sampling: smallest set with this probability mass.");
@@ -152,8 +153,9 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
     std::fprintf(stderr,
                  "prompt: %d tokens, prefill %.1f tokens/s | generated: %d tokens, decode %.1f "
                  "tokens/s | finish: %s | backend %s\n",
-                 result.prompt_tokens, result.prompt_tokens / std::max(result.prefill_seconds, 1e-9),
-                 generated, decode_tps,
+                 result.prompt_tokens,
+                 result.prompt_tokens / std::max(result.prefill_seconds, 1e-9), generated,
+                 decode_tps,
                  result.finish_reason == runtime::FinishReason::kStop ? "stop" : "length",
                  std::string(model->backend().Name()).c_str());
   }

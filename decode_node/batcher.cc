@@ -144,8 +144,8 @@ absl::Status Batcher::Admit(Sequence& s) {
     return absl::InvalidArgumentError("decode job without prompt KV");
   }
   if (job.blocks.front().pos_begin() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("KV blocks start at position ",
-                                                   job.blocks.front().pos_begin(), ", not 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV blocks start at position ", job.blocks.front().pos_begin(), ", not 0"));
   }
   TANDEM_ASSIGN_OR_RETURN(s.seq, kv_.AddSequence());
   // The room covers every position ever fed: the prompt, then max_tokens - 1 generated tokens.

@@ -38,13 +38,10 @@ DecodeService::~DecodeService() { Shutdown(); }
 absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const DecodeOptions& options,
                                                                      MetricsRegistry* metrics) {
   TANDEM_RETURN_IF_ERROR(options.Validate());
-  runtime::ModelOptions model_options = options.model;
-  model_options.kv.max_seqs = options.max_seqs;
-  model_options.kv.capacity_tokens = options.kv_capacity_tokens;
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> model,
-                          runtime::LoadedModel::Load(model_options));
+                          runtime::LoadedModel::Load(options.model));
   ReservationLimits limits;
-  limits.max_seqs = options.max_seqs;
+  limits.max_seqs = options.model.kv.max_seqs;
   // Reservations count the cache's allocation units, so an admitted request's room always fits.
   limits.page_tokens = model->kv_cache().allocation_tokens();
   limits.capacity_pages = model->kv_cache().capacity_tokens() / limits.page_tokens;
@@ -65,11 +62,10 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const Decod
   TANDEM_ASSIGN_OR_RETURN(service->data_port_,
                           service->transport_->Listen(listen, &service->reservations_));
   LOG(INFO) << "node=" << options.node_id << " decode service up: model "
-            << options.model.model_path << ", " << options.max_seqs << " sequences, "
-            << options.kv_capacity_tokens << " KV tokens ("
-            << service->model_->kv_cache().layout() << ", "
-            << service->model_->kv_cache().bytes() << " bytes), "
-            << options.transport << " data plane on " << options.data_host << ":"
+            << options.model.model_path << ", " << options.model.kv.max_seqs << " sequences, "
+            << service->model_->kv_cache().capacity_tokens() << " KV tokens ("
+            << service->model_->kv_cache().layout() << ", " << service->model_->kv_cache().bytes()
+            << " bytes), " << options.transport << " data plane on " << options.data_host << ":"
             << service->data_port_;
   return service;
 }
@@ -114,8 +110,7 @@ absl::StatusOr<std::unique_ptr<DecodeCall>> DecodeService::StartDecode(
   TANDEM_RETURN_IF_ERROR(runtime::CheckSampling(req.sampling, config, "sampling."));
   TANDEM_ASSIGN_OR_RETURN(Claim claim, reservations_.ClaimForDecode(req.reservation_id));
   ReservationLease lease = reservations_.Lease(claim.id);
-  auto call =
-      std::unique_ptr<DecodeCall>(new DecodeCall(req, std::move(claim), std::move(lease)));
+  auto call = std::unique_ptr<DecodeCall>(new DecodeCall(req, std::move(claim), std::move(lease)));
   if (req.max_tokens > call->claim_.max_tokens) {
     return absl::InvalidArgumentError(absl::StrCat("max_tokens ", req.max_tokens,
                                                    " exceeds the ", call->claim_.max_tokens,

@@ -1,9 +1,9 @@
 // decode_node/decode_service.h
 //
 // DecodeService: the decode node (ARCHITECTURE.md §2 steps 3, 5, 6; §4.7). It owns the model (a
-// runtime::LoadedModel: runner and KV cache), the engine (Batcher) that alone drives them, the reservation table
-// that admits requests and receives their KV, and the data-plane Transport listening for prefill
-// nodes. The HTTP layer (http_api.h) is a thin adapter over these calls.
+// runtime::LoadedModel: runner and KV cache), the engine (Batcher) that alone drives them, the
+// reservation table that admits requests and receives their KV, and the data-plane Transport
+// listening for prefill nodes. The HTTP layer (http_api.h) is a thin adapter over these calls.
 //
 // A request's life: Reserve() holds room; the prefill node ships the prompt's KV to the
 // reservation over the transport; StartDecode() claims the reservation and RunDecode() waits for
@@ -60,7 +60,7 @@ class DecodeCall {
 
 class DecodeService {
  public:
-  // Opens the model, builds the runner (max_seqs and kv_capacity_tokens from `options`), starts
+  // Opens the model, builds the runner and the KV pool (options.model.kv), starts
   // the engine and listens on the data plane. `metrics` is borrowed and must outlive the
   // service. NotFound for a missing model file, InvalidArgument for bad options, Unavailable
   // when the data port is taken.

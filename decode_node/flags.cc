@@ -13,11 +13,11 @@
 namespace tandem::decode {
 
 TANDEM_FLAG(int32_t, decode_port, 8200, "HTTP port of the decode node (0 = a free port).");
-TANDEM_FLAG(int32_t, decode_data_port, 8201,
+TANDEM_FLAG(int32_t, decode_data_port, DecodeOptions{}.data_port,
             "KV data-plane port of the decode node (0 = a free port).");
-TANDEM_FLAG(int32_t, decode_max_seqs, DecodeOptions{}.max_seqs,
+TANDEM_FLAG(int32_t, decode_max_seqs, DecodeNodeModelOptions().kv.max_seqs,
             "Sequences the decode node reserves and batches at once (see DecodeOptions).");
-TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, DecodeOptions{}.kv_capacity_tokens,
+TANDEM_FLAG(int32_t, decode_kv_capacity_tokens, DecodeNodeModelOptions().kv.capacity_tokens,
             "KV tokens of the decode node's pool; 65536 = 1.4 GiB at f16 for SmolLM2.");
 TANDEM_FLAG(int32_t, decode_reservation_ttl_ms,
             static_cast<int32_t>(absl::ToInt64Milliseconds(DecodeOptions{}.reservation_ttl)),
@@ -49,8 +49,8 @@ std::string AdvertiseHost(const std::string& listen_host) {
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags() {
   DecodeOptions o;
   TANDEM_ASSIGN_OR_RETURN(o.model, runtime::ModelOptionsFromFlags());
-  o.max_seqs = GetFlag(FLAGS_decode_max_seqs);
-  o.kv_capacity_tokens = GetFlag(FLAGS_decode_kv_capacity_tokens);
+  o.model.kv.max_seqs = GetFlag(FLAGS_decode_max_seqs);
+  o.model.kv.capacity_tokens = GetFlag(FLAGS_decode_kv_capacity_tokens);
   const int32_t ttl_ms = GetFlag(FLAGS_decode_reservation_ttl_ms);
   if (ttl_ms <= 0) {
     return absl::InvalidArgumentError(

@@ -9,9 +9,8 @@ absl::Status DecodeOptions::Validate() const {
   auto bad = [](const char* what, const auto& value, const char* rule) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", value, " ", rule));
   };
-  if (max_seqs <= 0) return bad("max_seqs (--decode_max_seqs)", max_seqs, "must be positive");
-  if (kv_capacity_tokens <= 0) {
-    return bad("kv_capacity_tokens (--decode_kv_capacity_tokens)", kv_capacity_tokens,
+  if (model.kv.capacity_tokens <= 0) {
+    return bad("model.kv.capacity_tokens (--decode_kv_capacity_tokens)", model.kv.capacity_tokens,
                "must be positive");
   }
   if (reservation_ttl <= absl::ZeroDuration()) {

@@ -16,20 +16,26 @@
 
 namespace tandem::decode {
 
+// The model options a decode node starts with: the library's, with the node's KV pool.
+//  - model.kv.max_seqs: sequences decoded at once, and reservations held at once (each holds one
+//    slot). More slots raise throughput until the step time grows past the latency target.
+//    Default: 32. Flag: --decode_max_seqs
+//  - model.kv.capacity_tokens: KV tokens the pool holds across all sequences; reservations are
+//    admitted against it. At 23 KiB per token (SmolLM2, f16) the default 65536 tokens take
+//    1.4 GiB: 32 sequences of 2048 tokens, or 8 full 8192-token contexts, while leaving room for a
+//    prefill node on the same machine. Default: 65536. Flag: --decode_kv_capacity_tokens
+inline runtime::ModelOptions DecodeNodeModelOptions() {
+  runtime::ModelOptions o;
+  o.kv.max_seqs = 32;
+  o.kv.capacity_tokens = 65536;
+  return o;
+}
+
 struct DecodeOptions {
-  // The model, its runner and KV cache layout, and the cluster's KvFormat fields (the dtype is
-  // also what the data plane accepts). model.kv's max_seqs and capacity_tokens are set from the
-  // two fields below. Flags: --model, --backend, --kv_dtype, --kv_layout, --kv_block_tokens, ...
-  runtime::ModelOptions model;
-  // Sequences decoded at once, and reservations held at once (each holds one slot). More slots
-  // raise throughput until the step time grows past the latency target. Default: 32.
-  // Flag: --decode_max_seqs
-  int32_t max_seqs = 32;
-  // Tokens of KV the pool holds across all sequences; reservations are admitted against it. At
-  // 23 KiB per token (SmolLM2, f16) the default 65536 tokens take 1.4 GiB: 32 sequences of 2048
-  // tokens, or 8 full 8192-token contexts, while leaving room for a prefill node on the same
-  // machine. Default: 65536. Flag: --decode_kv_capacity_tokens
-  int32_t kv_capacity_tokens = 65536;
+  // The model, its runner and KV pool (DecodeNodeModelOptions above), and the cluster's KvFormat
+  // fields (the dtype is also what the data plane accepts). Flags: --model, --backend,
+  // --kv_dtype, --kv_layout, --kv_block_tokens, --decode_max_seqs, --decode_kv_capacity_tokens
+  runtime::ModelOptions model = DecodeNodeModelOptions();
   // Longest an unclaimed reservation waits for its KV transfer (a reserve's deadline_ms may only
   // shorten it), and how long it is kept for its decode call after the transfer ended; it never
   // expires while the transfer is arriving. Must be at least the router's reserve deadline,

@@ -44,14 +44,16 @@
 
 namespace tandem::decode {
 
+// What the decode service derives from its options and its KV cache (no defaults of its own: the
+// service fills every field).
 struct ReservationLimits {
-  int32_t max_seqs = 32;         // sequence slots
-  int64_t capacity_pages = 0;    // KV pages of the pool
-  int32_t page_tokens = 16;      // tokens per page
+  int32_t max_seqs = 0;          // sequence slots
+  int64_t capacity_pages = 0;    // KV allocation units of the pool (pages)
+  int32_t page_tokens = 0;       // tokens per unit
   int64_t context_length = 0;    // the model's; prompt + max_tokens may not exceed it
   // Longest an unclaimed reservation waits for its transfer, and how long it is kept after the
   // transfer ended (see the expiry clock above).
-  absl::Duration ttl = absl::Seconds(310);
+  absl::Duration ttl = absl::ZeroDuration();
 };
 
 // What a decode call takes over once its reservation's transfer has completed.

@@ -1,23 +1,31 @@
 // The flags of KvStoreOptions (ARCHITECTURE.md §6), and the namespace and block size that are part
 // of the cluster's KvFormat.
-#include "absl/strings/str_cat.h"
 #include "common/flags.h"
+
+#include "absl/strings/str_cat.h"
 #include "common/kv_key.h"
 #include "common/status.h"
 #include "kv_store/options.h"
 
-TANDEM_FLAG(int64_t, kv_memory_bytes, tandem::kv::KvStoreOptions{}.memory_bytes, "Memory KV tier budget in bytes; 0 = off.");
+TANDEM_FLAG(int64_t, kv_memory_bytes, tandem::kv::KvStoreOptions{}.memory_bytes,
+            "Memory KV tier budget in bytes; 0 = off.");
 TANDEM_FLAG(std::string, kv_disk_path, "", "RocksDB KV tier directory; empty = off.");
-TANDEM_FLAG(int64_t, kv_disk_bytes, tandem::kv::KvStoreOptions{}.disk_bytes, "RocksDB KV tier budget in bytes.");
+TANDEM_FLAG(int64_t, kv_disk_bytes, tandem::kv::KvStoreOptions{}.disk_bytes,
+            "RocksDB KV tier budget in bytes.");
 TANDEM_FLAG(std::string, redis_url, "",
             "Shared Redis KV tier, redis://[:password@]host:port[/db]; empty = off.");
-TANDEM_FLAG(int32_t, redis_timeout_ms,
-            static_cast<int32_t>(absl::ToInt64Milliseconds(tandem::kv::KvStoreOptions{}.redis_timeout)), "Redis connect and command timeout (ms).");
-TANDEM_FLAG(int32_t, redis_pool_size, tandem::kv::KvStoreOptions{}.redis_pool_size, "Connections kept open to Redis.");
-TANDEM_FLAG(int64_t, redis_ttl_s, absl::ToInt64Seconds(tandem::kv::KvStoreOptions{}.redis_ttl), "TTL of KV blocks in Redis (s); 0 = no expiry.");
+TANDEM_FLAG(
+    int32_t, redis_timeout_ms,
+    static_cast<int32_t>(absl::ToInt64Milliseconds(tandem::kv::KvStoreOptions{}.redis_timeout)),
+    "Redis connect and command timeout (ms).");
+TANDEM_FLAG(int32_t, redis_pool_size, tandem::kv::KvStoreOptions{}.redis_pool_size,
+            "Connections kept open to Redis.");
+TANDEM_FLAG(int64_t, redis_ttl_s, absl::ToInt64Seconds(tandem::kv::KvStoreOptions{}.redis_ttl),
+            "TTL of KV blocks in Redis (s); 0 = no expiry.");
 TANDEM_FLAG(int64_t, kv_write_behind_bytes, tandem::kv::KvStoreOptions{}.write_behind_bytes,
             "Bytes queued per lower KV tier before puts are dropped.");
-TANDEM_FLAG(int32_t, kv_prefetch_threads, tandem::kv::KvStoreOptions{}.prefetch_threads, "Threads serving KV prefetches.");
+TANDEM_FLAG(int32_t, kv_prefetch_threads, tandem::kv::KvStoreOptions{}.prefetch_threads,
+            "Threads serving KV prefetches.");
 TANDEM_FLAG(std::string, kv_namespace, "", "Tenant namespace of KV keys (cluster-wide).");
 TANDEM_FLAG(int32_t, kv_block_tokens, tandem::kDefaultKvBlockTokens,
             "Tokens per KV block (cluster-wide).");

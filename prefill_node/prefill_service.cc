@@ -35,6 +35,24 @@ struct Outcome {
   }
 };
 
+// The tier lookups of a queued request, started once the scheduler took it: set by the request's
+// thread right after Submit, awaited by the worker (which may pick the job up first).
+struct PendingLookups {
+  absl::Mutex mu;
+  bool set ABSL_GUARDED_BY(mu) = false;
+  std::shared_future<std::vector<kv::Lookup>> future ABSL_GUARDED_BY(mu);
+  void Set(std::shared_future<std::vector<kv::Lookup>> f) {
+    absl::MutexLock lock(&mu);
+    future = std::move(f);
+    set = true;
+  }
+  std::shared_future<std::vector<kv::Lookup>> Wait() {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&set));
+    return future;
+  }
+};
+
 }  // namespace
 
 PrefillService::PrefillService(const PrefillOptions& options, MetricsRegistry& metrics)
@@ -115,23 +133,25 @@ absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
 
   const absl::Time deadline =
       request.deadline_ms > 0 ? absl::FromUnixMillis(request.deadline_ms) : absl::InfiniteFuture();
-  // The tier reads start now, on the store's prefetch threads, so they overlap the queue wait
-  // (and the compute of the requests ahead) instead of adding to this request's prefill.
-  std::shared_future<std::vector<kv::Lookup>> lookups = PrefetchReusable(request.tokens, deadline);
+  auto lookups = std::make_shared<PendingLookups>();
   auto outcome = std::make_shared<Outcome>();
   auto computed = std::make_shared<Computed>();
   TANDEM_ASSIGN_OR_RETURN(
-      uint64_t job,
-      scheduler_->Submit(request.request_id, static_cast<int64_t>(request.tokens.size()), deadline,
-                         [this, &request, &lookups, outcome, computed](absl::Duration queued) {
-                           absl::StatusOr<Computed> r = Compute(request, lookups);
-                           if (r.ok()) {
-                             *computed = *std::move(r);
-                             computed->queue_ms = Ms(queued);
-                           }
-                           outcome->Set(r.status());
-                         },
-                         [outcome](const absl::Status& reason) { outcome->Set(reason); }));
+      uint64_t job, scheduler_->Submit(
+                        request.request_id, static_cast<int64_t>(request.tokens.size()), deadline,
+                        [this, &request, lookups, outcome, computed](absl::Duration queued) {
+                          absl::StatusOr<Computed> r = Compute(request, lookups->Wait());
+                          if (r.ok()) {
+                            *computed = *std::move(r);
+                            computed->queue_ms = Ms(queued);
+                          }
+                          outcome->Set(r.status());
+                        },
+                        [outcome](const absl::Status& reason) { outcome->Set(reason); }));
+  // Admitted: the tier reads start now, on the store's prefetch threads, so they overlap the queue
+  // wait (and the compute of the requests ahead) instead of adding to this request's prefill. A
+  // request the queue refused costs no tier read.
+  lookups->Set(PrefetchReusable(request.tokens, deadline));
 
   // Wait while queued at most until the deadline; a running job is never abandoned (its compute
   // is bounded and `request` must outlive it).
@@ -174,8 +194,9 @@ std::shared_future<std::vector<kv::Lookup>> PrefillService::PrefetchReusable(
   const int32_t bt = model_->kv_format().block_tokens;
   const size_t reusable = static_cast<size_t>((static_cast<int32_t>(tokens.size()) - 1) / bt);
   if (reusable == 0) return {};
-  std::vector<BlockKey> keys = ChainKeys(
-      model_->kv_format(), absl::MakeConstSpan(tokens).subspan(0, reusable * static_cast<size_t>(bt)));
+  std::vector<BlockKey> keys =
+      ChainKeys(model_->kv_format(),
+                absl::MakeConstSpan(tokens).subspan(0, reusable * static_cast<size_t>(bt)));
   return store_->Prefetch(std::move(keys),
                           std::min(deadline, absl::Now() + options_.transfer_timeout));
 }
@@ -189,18 +210,30 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
   TANDEM_ASSIGN_OR_RETURN(kernels::SparseConfig sparse, SparseFor(request.sparse_prefill));
   Computed out;
 
-  // KV reuse: the prefix of whole blocks the prefetch found, up to the first miss.
+  // KV reuse: the prefix of whole blocks the prefetch found, up to the first miss; then the
+  // memory tier again from there, for blocks that requests ahead in the queue stored after the
+  // prefetch looked (a burst sharing a cold prefix computes it once).
   absl::Time start = absl::Now();
   std::vector<kv::KvBlock> hits;
+  const size_t reusable = static_cast<size_t>((n - 1) / bt);
+  auto usable = [bt](const kv::KvBlock& b, size_t index) {
+    return b.num_tokens() == bt && b.pos_begin() == static_cast<int32_t>(index) * bt;
+  };
   if (lookups.valid()) {
-    const std::vector<kv::Lookup>& found = lookups.get();
-    for (size_t i = 0; i < found.size(); ++i) {
-      const std::optional<kv::KvBlock>& b = found[i].block;
-      if (!b.has_value() || b->num_tokens() != bt ||
-          b->pos_begin() != static_cast<int32_t>(i) * bt) {
-        break;
-      }
-      hits.push_back(*b);
+    for (const kv::Lookup& found : lookups.get()) {
+      if (!found.block.has_value() || !usable(*found.block, hits.size())) break;
+      hits.push_back(*found.block);
+    }
+  }
+  if (hits.size() < reusable && store_->tier(kv::TierId::kMemory) != nullptr) {
+    const std::vector<BlockKey> keys =
+        ChainKeys(model_->kv_format(),
+                  absl::MakeConstSpan(tokens).subspan(0, reusable * static_cast<size_t>(bt)));
+    kv::KvTier* memory = store_->tier(kv::TierId::kMemory);
+    while (hits.size() < reusable) {
+      absl::StatusOr<kv::KvBlock> b = memory->Get(keys[hits.size()], absl::InfiniteFuture());
+      if (!b.ok() || !usable(*b, hits.size())) break;
+      hits.push_back(*std::move(b));
     }
   }
   const int32_t hit_tokens = static_cast<int32_t>(hits.size()) * bt;
@@ -220,23 +253,24 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
   batch.prefill_attention = sparse;
   TANDEM_ASSIGN_OR_RETURN(model::Logits logits, model_->runner().Forward(batch, cache));
   uint64_t rng = request.sampling.rng_state;
-  TANDEM_ASSIGN_OR_RETURN(
-      out.first_token, runtime::SampleRow(model_->backend(), logits.values, 0,
-                                          runtime::ToSamplingConfig(request.sampling), rng));
+  TANDEM_ASSIGN_OR_RETURN(out.first_token,
+                          runtime::SampleRow(model_->backend(), logits.values, 0,
+                                             runtime::ToSamplingConfig(request.sampling), rng));
   out.rng_state = rng;
   out.attention_method = std::string(kernels::SparseMethodName(logits.attention.method));
   out.attention_density = logits.attention.density();
   metrics_.Attention(out.attention_method, out.attention_density,
-                     logits.attention.timed ? std::optional<double>(logits.attention.attention_seconds)
-                                            : std::nullopt);
+                     logits.attention.timed
+                         ? std::optional<double>(logits.attention.attention_seconds)
+                         : std::nullopt);
   metrics_.Tokens(n - hit_tokens, hit_tokens);
 
   // Export: the reused blocks as they came, the computed ones out of the cache.
   const KvFormat& format = model_->kv_format();
   const BlockKey parent = hits.empty() ? format.Root() : hits.back().key();
-  TANDEM_ASSIGN_OR_RETURN(std::vector<kv::KvBlock> computed,
-                          runtime::ExportBlocks(cache, seq, format, tokens,
-                                                static_cast<int32_t>(hits.size()), parent));
+  TANDEM_ASSIGN_OR_RETURN(
+      std::vector<kv::KvBlock> computed,
+      runtime::ExportBlocks(cache, seq, format, tokens, static_cast<int32_t>(hits.size()), parent));
   if (request.store_kv) {
     for (const kv::KvBlock& b : computed) {
       if (b.num_tokens() == bt) store_->PutAsync(b);

@@ -9,19 +9,20 @@
 // ACKed. The first token and the KV bytes equal Generate's on the same runner options.
 //
 // The tier lookups start when the request arrives (TieredKvStore::Prefetch), so they overlap the
-// queue. Not done yet: CacheBlend over segments (the prompt is one segment keyed from the root), holding
-// the KV after the reply for `resend` (a failed transfer means a new prefill, mostly tier hits
-// then), Ingest.
+// queue. Not done yet: CacheBlend over segments (the prompt is one segment keyed from the root),
+// holding the KV after the reply for `resend` (a failed transfer means a new prefill, mostly tier
+// hits then), Ingest.
 //
 // Ownership: owns the loaded model (runner and KV cache, used only by the scheduler's worker
-// thread), the KV store and one Transport per transport name (created on first use; it never listens). Borrows
-// the MetricsRegistry, which must outlive it. Thread-safe: Prefill blocks its caller (an HTTP
-// worker) for queue + compute + transfer; Status, Cancel and Drain may run concurrently with it.
+// thread), the KV store and one Transport per transport name (created on first use; it never
+// listens). Borrows the MetricsRegistry, which must outlive it. Thread-safe: Prefill blocks its
+// caller (an HTTP worker) for queue + compute + transfer; Status, Cancel and Drain may run
+// concurrently with it.
 #pragma once
 
 #include <atomic>
-#include <future>
 #include <cstdint>
+#include <future>
 #include <map>
 #include <memory>
 #include <string>
@@ -112,7 +113,7 @@ class PrefillService {
   PrefillService(const PrefillOptions& options, MetricsRegistry& metrics);
   // Starts the tier lookups of the prompt's reusable blocks (none: an empty future).
   std::shared_future<std::vector<kv::Lookup>> PrefetchReusable(const std::vector<int32_t>& tokens,
-                                                                absl::Time deadline);
+                                                               absl::Time deadline);
   // On the worker thread: KV reuse (the prefetched lookups), forward, first sample, export, store.
   absl::StatusOr<Computed> Compute(const node_api::PrefillRequest& request,
                                    const std::shared_future<std::vector<kv::Lookup>>& lookups);

@@ -19,7 +19,8 @@ const RouterOptions& Defaults() {
 int64_t Ms(absl::Duration d) { return absl::ToInt64Milliseconds(d); }
 }  // namespace
 
-TANDEM_FLAG(int32_t, router_port, Defaults().port, "Port of the router's OpenAI API (0 binds a free port).");
+TANDEM_FLAG(int32_t, router_port, Defaults().port,
+            "Port of the router's OpenAI API (0 binds a free port).");
 TANDEM_FLAG(std::string, prefill_nodes, "",
             "Prefill nodes' HTTP addresses, comma-separated host:port or dns:name:port (every "
             "address of the name, re-resolved every --router_dns_refresh_ms).");
@@ -36,9 +37,10 @@ TANDEM_FLAG(std::string, router_policy, Defaults().policy,
 TANDEM_FLAG(double, default_temperature, kServedModelGenerationDefaults.temperature,
             "Sampling temperature of requests that send none (0 = greedy). The default suits "
             "SmolLM2-135M-Instruct; see kServedModelGenerationDefaults (router/options.h).");
-TANDEM_FLAG(double, default_top_p, kServedModelGenerationDefaults.top_p, "top_p of requests that send none (1 = off).");
-TANDEM_FLAG(int32_t, default_top_k,
-            static_cast<int32_t>(kServedModelGenerationDefaults.top_k), "top_k of requests that send none (0 = off).");
+TANDEM_FLAG(double, default_top_p, kServedModelGenerationDefaults.top_p,
+            "top_p of requests that send none (1 = off).");
+TANDEM_FLAG(int32_t, default_top_k, static_cast<int32_t>(kServedModelGenerationDefaults.top_k),
+            "top_k of requests that send none (0 = off).");
 TANDEM_FLAG(int32_t, default_max_tokens,
             static_cast<int32_t>(kServedModelGenerationDefaults.max_tokens),
             "max_tokens of requests that send none (0 = the rest of the context).");
@@ -46,7 +48,8 @@ TANDEM_FLAG(int32_t, router_max_retries, Defaults().service.max_retries,
             "Extra attempts on other nodes after a retryable failure before the first token.");
 TANDEM_FLAG(int64_t, router_max_queue_ms, Ms(Defaults().service.max_queue),
             "How long a request waits for a free decode node before 503 + Retry-After.");
-TANDEM_FLAG(int64_t, router_poll_ms, Ms(Defaults().poll_interval), "Period of the status poll of each node.");
+TANDEM_FLAG(int64_t, router_poll_ms, Ms(Defaults().poll_interval),
+            "Period of the status poll of each node.");
 TANDEM_FLAG(int64_t, router_prefill_timeout_ms, Ms(Defaults().service.prefill_timeout),
             "Longest wait for a prefill node's answer (its queue plus the prompt's compute).");
 TANDEM_FLAG(int64_t, router_decode_timeout_ms, Ms(Defaults().service.decode_timeout),

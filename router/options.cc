@@ -54,7 +54,8 @@ absl::Status RouterOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "--router_policy: '", policy, "' is not kv_aware, least_loaded or round_robin"));
   }
-  if (service.max_retries < 0) return bad("router_max_retries", service.max_retries, "must be >= 0");
+  if (service.max_retries < 0)
+    return bad("router_max_retries", service.max_retries, "must be >= 0");
   if (service.max_queue < absl::ZeroDuration()) {
     return bad("router_max_queue_ms", absl::ToInt64Milliseconds(service.max_queue), "must be >= 0");
   }

@@ -14,8 +14,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/http_client.h"
-#include "router/openai_api.h"
 #include "router/dns_resolver.h"
+#include "router/openai_api.h"
 
 namespace tandem::router {
 

@@ -28,8 +28,8 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   r->registry_ = std::make_unique<NodeRegistry>(nodes, r->model_->identity(), r->index_.get(),
                                                 r->metrics_.get());
   TANDEM_ASSIGN_OR_RETURN(r->policy_, NewRoutingPolicy(options.policy, std::random_device{}()));
-  r->service_ = std::make_unique<RouterService>(options.service, *r->model_, *r->registry_, *r->index_,
-                                                *r->policy_, *r->metrics_);
+  r->service_ = std::make_unique<RouterService>(options.service, *r->model_, *r->registry_,
+                                                *r->index_, *r->policy_, *r->metrics_);
   HttpServerOptions http;
   http.host = options.host;
   http.port = options.port;
@@ -42,9 +42,10 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   RegisterRouterRoutes(*r->server_, *r->service_, *r->registry_, *r->metrics_, api);
   TANDEM_RETURN_IF_ERROR(r->server_->Start());
   r->registry_->Start();
-  LOG(INFO) << "router serving " << options.service.served_model_name << " on " << options.host << ":"
-            << r->server_->port() << " policy=" << options.policy << " prefill_nodes="
-            << options.prefill_nodes.size() << "+" << options.prefill_dns.size() << " dns"
+  LOG(INFO) << "router serving " << options.service.served_model_name << " on " << options.host
+            << ":" << r->server_->port() << " policy=" << options.policy
+            << " prefill_nodes=" << options.prefill_nodes.size() << "+"
+            << options.prefill_dns.size() << " dns"
             << " decode_nodes=" << options.decode_nodes.size() << "+" << options.decode_dns.size()
             << " dns";
   return r;

@@ -15,11 +15,13 @@ absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
     return absl::InvalidArgumentError(absl::StrCat("import blocks: no sequence ", seq));
   }
   const model::KvRowFormat rows = cache.row_format();
+  KvFormat layout;
+  cache.DescribeFormat(layout);
   const int32_t start = blocks.front().pos_begin();
   if (start < 0 || start > cache.Length(seq)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "import blocks: the first block starts at position ", start, " but sequence ", seq,
-        " holds ", cache.Length(seq), " tokens; blocks may not leave a gap"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("import blocks: the first block starts at position ", start, " but sequence ",
+                     seq, " holds ", cache.Length(seq), " tokens; blocks may not leave a gap"));
   }
   int32_t end = start;
   for (size_t b = 0; b < blocks.size(); ++b) {
@@ -31,10 +33,24 @@ absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
     }
     const std::optional<DType> dtype = DTypeFromKvCode(block.header().dtype);
     if (block.num_layers() != rows.layers || dtype != rows.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "import blocks: block ", b, " holds ", block.num_layers(), " layers of dtype code ",
-          block.header().dtype, ", the cache ", rows.layers, " layers of ",
-          AV(DTypeName(rows.dtype))));
+      return absl::InvalidArgumentError(
+          absl::StrCat("import blocks: block ", b, " holds ", block.num_layers(),
+                       " layers of dtype code ", block.header().dtype, ", the cache ", rows.layers,
+                       " layers of ", AV(DTypeName(rows.dtype))));
+    }
+    // Every check before the first write: a block refused half way would leave positions the
+    // sequence held overwritten.
+    const TensorView k0 = block.k(0);
+    bool same_rows = block.header().layout == static_cast<uint8_t>(layout.layout) &&
+                     k0.ndim == 1 + static_cast<int>(rows.row_shape.size());
+    for (size_t d = 0; same_rows && d < rows.row_shape.size(); ++d) {
+      same_rows = k0.shape[d + 1] == rows.row_shape[d];
+    }
+    if (!same_rows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("import blocks: block ", b, " holds ", AV(k0.DebugString()),
+                       " rows of layout code ", block.header().layout, ", the cache ",
+                       AV(KvLayoutName(layout.layout)), " rows of ", rows.row_bytes(), " bytes"));
     }
     end += block.num_tokens();
   }
@@ -49,16 +65,16 @@ absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<kv::KvBlock>> ExportBlocks(const model::KvCache& cache,
-                                                      model::SeqId seq, const KvFormat& format,
+absl::StatusOr<std::vector<kv::KvBlock>> ExportBlocks(const model::KvCache& cache, model::SeqId seq,
+                                                      const KvFormat& format,
                                                       absl::Span<const int32_t> tokens,
                                                       int32_t first_block, const BlockKey& parent) {
   const int32_t n = static_cast<int32_t>(tokens.size());
   const int32_t bt = format.block_tokens;
   if (!cache.IsLive(seq) || cache.Length(seq) < n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "export blocks: sequence ", seq, " holds ",
-        cache.IsLive(seq) ? cache.Length(seq) : 0, " of ", n, " tokens"));
+    return absl::InvalidArgumentError(absl::StrCat("export blocks: sequence ", seq, " holds ",
+                                                   cache.IsLive(seq) ? cache.Length(seq) : 0,
+                                                   " of ", n, " tokens"));
   }
   const model::KvRowFormat rows = cache.row_format();
   const int64_t row_bytes = rows.row_bytes();

@@ -32,8 +32,8 @@ absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
 // 0; block i holds positions [i * block_tokens, (i + 1) * block_tokens), the last one possibly
 // partial) from the KV of `seq`, which must hold all of them, chained from `parent` (the key of
 // block first_block - 1, or format.Root() when first_block is 0).
-absl::StatusOr<std::vector<kv::KvBlock>> ExportBlocks(const model::KvCache& cache,
-                                                      model::SeqId seq, const KvFormat& format,
+absl::StatusOr<std::vector<kv::KvBlock>> ExportBlocks(const model::KvCache& cache, model::SeqId seq,
+                                                      const KvFormat& format,
                                                       absl::Span<const int32_t> tokens,
                                                       int32_t first_block, const BlockKey& parent);
 

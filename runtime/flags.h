@@ -8,9 +8,12 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "common/flags.h"
 #include "runtime/loaded_model.h"
 
 namespace tandem::runtime {
+
+TANDEM_DECLARE_FLAG(std::string, backend);
 
 // InvalidArgument naming the flag on a bad value.
 absl::StatusOr<ModelOptions> ModelOptionsFromFlags();

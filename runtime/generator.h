@@ -24,7 +24,7 @@ struct GenerateOptions {
   int32_t max_tokens = 128;
   kernels::SamplingConfig sampling;  // temperature 0 = greedy
   uint64_t seed = 0;
-  bool ignore_eos = false;           // keep going past end-of-generation ids (benchmarks)
+  bool ignore_eos = false;  // keep going past end-of-generation ids (benchmarks)
   // Attention of the prompt's prefill; the runner's default when unset.
   std::optional<kernels::SparseConfig> prefill_attention;
 };
@@ -35,8 +35,8 @@ struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids, stop id excluded
   FinishReason finish_reason = FinishReason::kLength;
   int32_t prompt_tokens = 0;
-  double prefill_seconds = 0;   // prompt forward + first sample
-  double decode_seconds = 0;    // the remaining tokens
+  double prefill_seconds = 0;                       // prompt forward + first sample
+  double decode_seconds = 0;                        // the remaining tokens
   model::PrefillAttentionReport prefill_attention;  // the prompt forward's method, density, time
 };
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/kv_key.h"
@@ -60,10 +61,11 @@ class LoadedModel {
   model::KvCache& kv_cache() { return *kv_cache_; }
   // The cluster's KvFormat as this model, layout, dtype, block size and namespace make it; its
   // canonical encoding in hex (what nodes publish and the router compares); the vocabulary's
-  // fingerprint in hex.
-  const KvFormat& kv_format() const { return kv_format_; }
-  const std::string& kv_format_hex() const { return kv_format_hex_; }
-  const std::string& vocab_fingerprint_hex() const { return vocab_fingerprint_hex_; }
+  // fingerprint in hex. Computed on first use (the model fingerprint hashes every weight, ~0.2 G
+  // instructions for SmolLM2, which `tandem generate` never needs); thread-safe.
+  const KvFormat& kv_format() const;
+  const std::string& kv_format_hex() const;
+  const std::string& vocab_fingerprint_hex() const;
 
  private:
   LoadedModel() = default;
@@ -73,8 +75,12 @@ class LoadedModel {
   kernels::KernelBackend* backend_ = nullptr;
   std::unique_ptr<model::ModelRunner> runner_;
   std::unique_ptr<model::KvCache> kv_cache_;
-  KvFormat kv_format_;
-  std::string kv_format_hex_;
+  // The KvFormat and its hex, made once by Identify() on first use; the vocabulary's fingerprint,
+  // at load.
+  void Identify() const;
+  mutable absl::once_flag identified_;
+  mutable KvFormat kv_format_;
+  mutable std::string kv_format_hex_;
   std::string vocab_fingerprint_hex_;
 };
 

@@ -19,8 +19,7 @@ absl::Status Bad(BadField* bad, std::string param, std::string_view message,
 }  // namespace
 
 absl::Status CheckPrompt(absl::Span<const int32_t> tokens, int64_t max_new_tokens,
-                         const format::ModelConfig& config, std::string_view param,
-                         BadField* bad) {
+                         const format::ModelConfig& config, std::string_view param, BadField* bad) {
   if (tokens.empty()) return Bad(bad, std::string(param), "the prompt has no tokens");
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t t = tokens[i];
@@ -58,7 +57,8 @@ absl::Status CheckTokenId(int64_t token, const format::ModelConfig& config, std:
 absl::Status CheckSampling(const node_api::Sampling& s, const format::ModelConfig& config,
                            std::string_view prefix, BadField* bad) {
   if (!(s.temperature >= 0)) {
-    return Bad(bad, absl::StrCat(AV(prefix), "temperature"), absl::StrCat(s.temperature, " must be >= 0"));
+    return Bad(bad, absl::StrCat(AV(prefix), "temperature"),
+               absl::StrCat(s.temperature, " must be >= 0"));
   }
   if (!(s.top_p > 0 && s.top_p <= 1)) {
     return Bad(bad, absl::StrCat(AV(prefix), "top_p"), absl::StrCat(s.top_p, " must be in (0, 1]"));

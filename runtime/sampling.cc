@@ -23,8 +23,8 @@ absl::StatusOr<int32_t> SampleRow(kernels::KernelBackend& backend, const TensorV
                                   uint64_t& rng_state) {
   int32_t token = -1;
   TANDEM_RETURN_IF_ERROR(SampleRows(backend, logits.Rows(row, row + 1),
-                                    absl::MakeConstSpan(&config, 1),
-                                    absl::MakeSpan(&rng_state, 1), absl::MakeSpan(&token, 1)));
+                                    absl::MakeConstSpan(&config, 1), absl::MakeSpan(&rng_state, 1),
+                                    absl::MakeSpan(&token, 1)));
   return token;
 }
 

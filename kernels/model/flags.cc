@@ -5,11 +5,21 @@
 
 namespace tandem::model {
 
-TANDEM_FLAG(std::string, backend, "cpu", "Kernel backend: cpu, cpu_ref (naive reference) or cuda:N.");
 TANDEM_FLAG(int32_t, threads, 0, "Threads of the cpu backend; 0 = every hardware thread.");
-TANDEM_FLAG(std::string, kv_layout, KvCacheOptions{}.layout, "KV cache layout (kernels/model/kv_layouts.cc): paged.");
-TANDEM_FLAG(std::string, kv_dtype, std::string(DTypeName(KvCacheOptions{}.dtype)), "KV cache element type: f16 or f32 (exact, 2x memory).");
-TANDEM_FLAG(int32_t, kv_page_tokens, KvCacheOptions{}.page_tokens, "Tokens per KV cache page (memory layout only).");
+namespace {
+// The registered layouts, named in --kv_layout's help (a new layout needs no edit here).
+const char* KvLayoutHelp() {
+  static const std::string* help = new std::string(
+      absl::StrCat("KV cache layout (kernels/model/kv_layouts.cc): ", KvLayoutNamesText(), "."));
+  return help->c_str();
+}
+}  // namespace
+
+TANDEM_FLAG(std::string, kv_layout, KvCacheOptions{}.layout, KvLayoutHelp());
+TANDEM_FLAG(std::string, kv_dtype, std::string(DTypeName(KvCacheOptions{}.dtype)),
+            "KV cache element type: f16 or f32 (exact, 2x memory).");
+TANDEM_FLAG(int32_t, kv_page_tokens, KvCacheOptions{}.page_tokens,
+            "Tokens per KV cache page (memory layout only).");
 TANDEM_FLAG(int32_t, max_batch_tokens, RunnerOptions{}.max_batch_tokens,
             "Tokens per forward chunk; bounds activation memory during prefill.");
 
@@ -18,8 +28,10 @@ TANDEM_FLAG(std::string, prefill_attention,
             "Attention of single-sequence prefill: dense, sale (SALE) or power (PowerAttention).");
 TANDEM_FLAG(double, sale_threshold, kernels::kSaleThresholdPaper,
             "SALE's relative-attention-score threshold tau (0 = dense; paper default 0.008).");
-TANDEM_FLAG(int32_t, power_window_blocks, kernels::SparseConfig{}.power_window_blocks, "PowerAttention local window, in 64-token blocks.");
-TANDEM_FLAG(int32_t, power_sink_blocks, kernels::SparseConfig{}.power_sink_blocks, "PowerAttention sink, in 64-token blocks.");
+TANDEM_FLAG(int32_t, power_window_blocks, kernels::SparseConfig{}.power_window_blocks,
+            "PowerAttention local window, in 64-token blocks.");
+TANDEM_FLAG(int32_t, power_sink_blocks, kernels::SparseConfig{}.power_sink_blocks,
+            "PowerAttention sink, in 64-token blocks.");
 
 absl::StatusOr<kernels::SparseConfig> SparseConfigFromFlags() {
   kernels::SparseConfig c;

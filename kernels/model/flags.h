@@ -1,6 +1,6 @@
 // kernels/model/flags.h
 //
-// The model runner's flags (--model, --backend, --threads, --kv_dtype, ...) and the functions that
+// The model runner's flags (--threads, --kv_dtype, --max_batch_tokens, ...) and the functions that
 // turn them into RunnerOptions and KvCacheOptions. Only processes call these (libraries take
 // Options structs).
 #pragma once
@@ -17,7 +17,6 @@ namespace tandem::model {
 
 // --model lives in common/model_format/flags.h (the router reads it too).
 using format::FLAGS_model;
-TANDEM_DECLARE_FLAG(std::string, backend);
 TANDEM_DECLARE_FLAG(int32_t, threads);
 
 // InvalidArgument naming the flag on a bad value.

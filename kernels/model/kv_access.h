@@ -1,10 +1,11 @@
 // kernels/model/kv_access.h
 //
 // KvAccess: where one ModelRunner call keeps and reads K/V. The runner owns no KV: every call
-// borrows a KvAccess and, per layer, hands it the new K/V of the call's rows (Store) and asks it for
-// the rows' attention output (Attend). The layout behind it (the paged pool of kv_cache.h, a dense
-// cache in a test, later a latent cache, an evicting budgeted cache or one TPLA shard) decides how
-// K/V are kept and how attention reads them; the runner never looks inside.
+// borrows a KvAccess and, per layer, hands it the new K/V of the call's rows (Store) and asks it
+// for the rows' attention output (Attend). The layout behind it (the paged pool of
+// paged_kv_cache.h, a dense cache in a test, later a latent cache, an evicting budgeted cache or
+// one TPLA shard) decides how K/V are kept and how attention reads them; the runner never looks
+// inside.
 //
 // One call is: Prepare(rows) once, then per chunk of at most max_batch_tokens rows BeginChunk,
 // then for every layer Store and Attend, and Commit(rows) once all layers ran. A call stopped by an
@@ -16,7 +17,11 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "common/tensor_view.h"
 #include "kernels/op.h"
 
@@ -28,7 +33,8 @@ using SeqId = int32_t;
 // seq_ids[i] at position positions[i] (its RoPE angle); it attends the keys its sequence holds at
 // positions [0, key_limits[i]) (key_limits empty: positions[i] + 1, i.e. causal). Rows of one
 // sequence come in increasing position order and need not be consecutive; each row's own K/V are
-// stored at its position before its attention runs.
+// stored at its position before its attention runs. The runner checks these rules for every
+// layout (key limits within [1, position + 1]); which keys a sequence holds is the layout's.
 struct RowBatch {
   std::vector<SeqId> seq_ids;
   std::vector<int32_t> positions;
@@ -50,8 +56,6 @@ struct RowBatch {
   int32_t KeyLimit(int32_t row) const {
     return key_limits.empty() ? positions[row] + 1 : key_limits[row];
   }
-  // True when every row attends exactly its causal prefix (key limit = position + 1).
-  bool IsCausal() const;
 };
 
 // What attention cost in one call: returned with its logits.
@@ -85,7 +89,7 @@ struct AttentionContext {
   bool dense_prefill_kernel = false;  // RunnerOptions::dense_prefill_kernel
   bool timed = false;                 // time gathers (the runner times Attend itself)
   const PrefillAttentionObserver* observer = nullptr;  // may be null
-  double observer_seconds = 0.0;      // time spent in the observer, not counted as attention
+  double observer_seconds = 0.0;  // time spent in the observer, not counted as attention
   PrefillAttentionReport* report = nullptr;
 };
 
@@ -94,7 +98,7 @@ struct KvChunk {
   const RowBatch* rows = nullptr;  // the whole call
   int32_t begin = 0;               // this chunk is rows [begin, end)
   int32_t end = 0;
-  TensorView positions;            // [end - begin] i32 on the runner's device
+  TensorView positions;  // [end - begin] i32 on the runner's device
   int32_t size() const { return end - begin; }
 };
 
@@ -102,10 +106,11 @@ class KvAccess {
  public:
   virtual ~KvAccess() = default;
 
-  // Checks the whole call against what the layout holds and makes room for it; writes nothing.
-  // InvalidArgument for unknown sequences, rows out of order, or keys a row would read that are
-  // neither held nor written by the call; OutOfRange past a sequence's longest length;
-  // ResourceExhausted when the layout is full.
+  // Checks the whole call against what the layout holds and makes room for it (writes no KV; the
+  // room stays with its sequences if the call fails later). The rows already satisfy the
+  // RowBatch rules. InvalidArgument for unknown sequences or keys a row would read that are
+  // neither held nor written by the call (CheckKeysHeld); OutOfRange past a sequence's longest
+  // length; ResourceExhausted when the layout is full.
   virtual absl::Status Prepare(const RowBatch& rows) = 0;
   // The next chunk of the prepared call; uploads whatever index arrays the layout's kernels need.
   virtual absl::Status BeginChunk(const KvChunk& chunk) = 0;
@@ -121,5 +126,16 @@ class KvAccess {
   // Every layer of the call ran: the rows' positions now hold KV.
   virtual void Commit(const RowBatch& rows) = 0;
 };
+
+// For layouts whose sequences hold positions [0, length): checks that every row reads only keys
+// its sequence holds or that the call writes before the row's attention (rows in order), and
+// returns, per sequence, one past the largest position the call writes (the room to reserve).
+// `length` gives a sequence's current length, or InvalidArgument for an unknown sequence.
+absl::StatusOr<absl::flat_hash_map<SeqId, int32_t>> CheckKeysHeld(
+    const RowBatch& rows, absl::FunctionRef<absl::StatusOr<int32_t>(SeqId)> length);
+
+// The length of a sequence of `length` after rows at `positions` (in order) wrote their KV: it
+// grows over positions that extend it without a gap, and never shrinks.
+int32_t LengthAfter(int32_t length, absl::Span<const int32_t> positions);
 
 }  // namespace tandem::model

@@ -5,13 +5,6 @@
 
 namespace tandem::model {
 
-bool RowBatch::IsCausal() const {
-  for (int32_t i = 0; i < static_cast<int32_t>(key_limits.size()); ++i) {
-    if (key_limits[i] != positions[i] + 1) return false;
-  }
-  return true;
-}
-
 absl::Status KvCacheOptions::Validate() const {
   bool known = false;
   for (std::string_view name : KvLayoutNames()) known = known || name == layout;

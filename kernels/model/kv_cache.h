@@ -5,7 +5,9 @@
 // reserve room, and move a sequence's KV to and from host tensors in the layout of a KV block
 // (§5.1 payload rows), which is how blocks are imported and exported. Layouts register in
 // kv_layouts.cc by name; CreateKvCache builds one from KvCacheOptions::layout, so a new layout is
-// one file plus one line there, with no edit to the runner or the engines.
+// one file plus one line there, with no edit to the runner or the engines. KvCacheOptions holds
+// what every layout reads; a layout with settings of its own (an eviction budget, a latent sidecar,
+// a TPLA rank) adds them as a field of KvCacheOptions, still without touching runner or engines.
 //
 // Ownership: a cache owns its device memory and borrows the backend, which must outlive it. Not
 // thread-safe: one thread (the engine's) uses a cache and the runner it is lent to.

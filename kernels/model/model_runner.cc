@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
@@ -40,7 +41,7 @@ absl::Status UploadInts(KernelBackend& backend, absl::Span<const int32_t> values
 struct ModelRunner::Call {
   AttentionContext attention;
   PrefillAttentionReport report;
-  bool device = false;       // the backend is not the host: timing needs synchronisation
+  bool device = false;  // the backend is not the host: timing needs synchronisation
   bool time_layers = false;
   KvChunk chunk;
 };
@@ -67,8 +68,8 @@ TensorView HiddenStates::view() const { return buffer_.View(DType::kF32, {rows_,
 absl::StatusOr<std::vector<float>> HiddenStates::ToHost(KernelBackend& backend) const {
   std::vector<float> out(static_cast<size_t>(rows_) * width_);
   if (!out.empty()) {
-    TANDEM_RETURN_IF_ERROR(
-        backend.CopyToHost(out.data(), buffer_.data(), static_cast<int64_t>(out.size() * sizeof(float))));
+    TANDEM_RETURN_IF_ERROR(backend.CopyToHost(out.data(), buffer_.data(),
+                                              static_cast<int64_t>(out.size() * sizeof(float))));
   }
   return out;
 }
@@ -90,6 +91,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const format::G
   TANDEM_ASSIGN_OR_RETURN(runner->weights_, LlamaWeights::Load(gguf, config, backend));
   const int64_t n = options.max_batch_tokens;
   const int64_t q_dim = int64_t{config.n_heads} * config.head_dim;
+  TANDEM_ASSIGN_OR_RETURN(runner->x_, F32Buffer(backend, n, config.d_model));
   TANDEM_ASSIGN_OR_RETURN(runner->h_, F32Buffer(backend, n, config.d_model));
   TANDEM_ASSIGN_OR_RETURN(runner->q_, F32Buffer(backend, n, q_dim));
   TANDEM_ASSIGN_OR_RETURN(runner->k_, F32Buffer(backend, n, config.kv_dim()));
@@ -106,16 +108,33 @@ absl::Status ModelRunner::CheckRows(const RowBatch& rows) const {
   const size_t n = rows.positions.size();
   if (n == 0) return absl::InvalidArgumentError("forward: empty batch");
   if (rows.seq_ids.size() != n || (!rows.key_limits.empty() && rows.key_limits.size() != n)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "forward: ", n, " positions but ", rows.seq_ids.size(), " sequence ids and ",
-        rows.key_limits.size(), " key limits (0 or one per row)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("forward: ", n, " positions but ", rows.seq_ids.size(), " sequence ids and ",
+                     rows.key_limits.size(), " key limits (0 or one per row)"));
   }
-  for (const int32_t pos : rows.positions) {
+  absl::flat_hash_map<SeqId, int32_t> last;  // the previous row's position, per sequence
+  for (int32_t i = 0; i < rows.size(); ++i) {
+    const int32_t pos = rows.positions[i];
     if (pos < 0) return absl::InvalidArgumentError(absl::StrCat("forward: position ", pos, " < 0"));
     if (pos >= config_.context_length) {
       return absl::OutOfRangeError(absl::StrCat("forward: position ", pos,
                                                 " exceeds the model's context length of ",
                                                 config_.context_length, " tokens"));
+    }
+    auto [it, first] = last.try_emplace(rows.seq_ids[i], pos);
+    if (!first) {
+      if (pos <= it->second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("forward: sequence ", rows.seq_ids[i], " position ", pos, " follows ",
+                         it->second, "; a sequence's rows must come in increasing position order"));
+      }
+      it->second = pos;
+    }
+    const int32_t limit = rows.KeyLimit(i);
+    if (limit < 1 || limit > pos + 1) {
+      return absl::InvalidArgumentError(absl::StrCat("forward: key limit ", limit,
+                                                     " of the row at position ", pos,
+                                                     " is outside [1, ", pos + 1, "]"));
     }
   }
   return absl::OkStatus();
@@ -131,25 +150,29 @@ absl::Status ModelRunner::EnsureHidden(HiddenStates& hidden, int32_t rows) {
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::EmbedInto(absl::Span<const int32_t> tokens, HiddenStates& hidden) {
+absl::Status ModelRunner::CheckTokens(absl::Span<const int32_t> tokens) const {
   for (const int32_t tok : tokens) {
     if (tok < 0 || tok >= config_.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("forward: token id ", tok, " outside the vocabulary [0, ",
-                       config_.vocab_size, ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward: token id ", tok, " outside the vocabulary [0, ", config_.vocab_size, ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::EmbedInto(absl::Span<const int32_t> tokens, const TensorView& out) {
   const int32_t n = static_cast<int32_t>(tokens.size());
-  TANDEM_RETURN_IF_ERROR(EnsureHidden(hidden, n));
   TANDEM_RETURN_IF_ERROR(UploadInts(backend_, tokens, ids_));
   return backend_.Run(kernels::EmbeddingParams{
-      .table = weights_.token_embd, .ids = ids_.View(DType::kI32, {n}), .out = hidden.view()});
+      .table = weights_.token_embd, .ids = ids_.View(DType::kI32, {n}), .out = out});
 }
 
 absl::StatusOr<HiddenStates> ModelRunner::Embed(absl::Span<const int32_t> tokens) {
   if (tokens.empty()) return absl::InvalidArgumentError("embed: no tokens");
+  TANDEM_RETURN_IF_ERROR(CheckTokens(tokens));
   HiddenStates hidden;
-  TANDEM_RETURN_IF_ERROR(EmbedInto(tokens, hidden));
+  TANDEM_RETURN_IF_ERROR(EnsureHidden(hidden, static_cast<int32_t>(tokens.size())));
+  TANDEM_RETURN_IF_ERROR(EmbedInto(tokens, hidden.view()));
   return hidden;
 }
 
@@ -161,8 +184,8 @@ absl::StatusOr<Logits> ModelRunner::Forward(const ForwardBatch& batch, KvAccess&
   TANDEM_RETURN_IF_ERROR(CheckRows(batch));
   const int32_t n = batch.size();
   if (batch.tokens.size() != batch.positions.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("forward: ", batch.tokens.size(),
-                                                   " tokens but ", n, " positions"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("forward: ", batch.tokens.size(), " tokens but ", n, " positions"));
   }
   for (int32_t row : batch.logit_rows) {
     if (row < 0 || row >= n) {
@@ -170,15 +193,27 @@ absl::StatusOr<Logits> ModelRunner::Forward(const ForwardBatch& batch, KvAccess&
           absl::StrCat("forward: logit row ", row, " outside [0, ", n, ")"));
     }
   }
-  TANDEM_RETURN_IF_ERROR(EmbedInto(batch.tokens, forward_hidden_));
+  TANDEM_RETURN_IF_ERROR(CheckTokens(batch.tokens));
+  TANDEM_RETURN_IF_ERROR(EnsureLogits(static_cast<int64_t>(batch.logit_rows.size())));
   TANDEM_RETURN_IF_ERROR(kv.Prepare(batch));
+  // Chunk by chunk, activation memory stays at max_batch_tokens rows: embed the chunk into the
+  // scratch rows, run every layer, and take the logits of the chunk's requested rows before the
+  // next chunk reuses the scratch.
   Call call;
-  TANDEM_RETURN_IF_ERROR(RunChunks(batch, kv, 0, config_.n_layers, forward_hidden_.view(), call));
+  const auto embed = [&](int32_t begin, int32_t end) -> absl::StatusOr<TensorView> {
+    const TensorView x = F32(x_, end - begin, config_.d_model);
+    TANDEM_RETURN_IF_ERROR(
+        EmbedInto(absl::MakeConstSpan(batch.tokens).subspan(begin, end - begin), x));
+    return x;
+  };
+  const auto logits = [&](const TensorView& x, int32_t begin, int32_t end) {
+    return LogitsInto(x, begin, end, batch.logit_rows);
+  };
+  TANDEM_RETURN_IF_ERROR(RunChunks(batch, kv, 0, config_.n_layers, call, embed, logits));
   kv.Commit(batch);
-  TANDEM_RETURN_IF_ERROR(LogitsInto(forward_hidden_.view(), batch.logit_rows));
   Logits out;
-  out.values = logits_.View(DType::kF32, {static_cast<int64_t>(batch.logit_rows.size()),
-                                          config_.vocab_size});
+  out.values = logits_.View(DType::kF32,
+                            {static_cast<int64_t>(batch.logit_rows.size()), config_.vocab_size});
   out.attention = std::move(call.report);
   return out;
 }
@@ -191,14 +226,18 @@ absl::Status ModelRunner::RunLayers(const RowBatch& rows, KvAccess& kv, int firs
                                                    ") is not within [0, ", config_.n_layers, "]"));
   }
   if (hidden.rows() != rows.size() || hidden.width_ != config_.d_model) {
-    return absl::InvalidArgumentError(absl::StrCat("run layers: ", rows.size(),
-                                                   " rows but hidden states of ", hidden.rows(),
-                                                   " rows"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "run layers: ", rows.size(), " rows but hidden states of ", hidden.rows(), " rows"));
   }
   if (first == last) return absl::OkStatus();
   TANDEM_RETURN_IF_ERROR(kv.Prepare(rows));
   Call call;
-  TANDEM_RETURN_IF_ERROR(RunChunks(rows, kv, first, last, hidden.view(), call));
+  const TensorView all = hidden.view();
+  const auto rows_of = [&](int32_t begin, int32_t end) -> absl::StatusOr<TensorView> {
+    return all.Rows(begin, end);
+  };
+  const auto nothing = [](const TensorView&, int32_t, int32_t) { return absl::OkStatus(); };
+  TANDEM_RETURN_IF_ERROR(RunChunks(rows, kv, first, last, call, rows_of, nothing));
   kv.Commit(rows);
   if (report != nullptr) {
     report->method = call.report.method;
@@ -208,8 +247,8 @@ absl::Status ModelRunner::RunLayers(const RowBatch& rows, KvAccess& kv, int firs
     report->timed = call.report.timed;
     report->attention_seconds += call.report.attention_seconds;
     report->gather_seconds += call.report.gather_seconds;
-    report->layer_seconds.resize(std::max(report->layer_seconds.size(),
-                                          call.report.layer_seconds.size()));
+    report->layer_seconds.resize(
+        std::max(report->layer_seconds.size(), call.report.layer_seconds.size()));
     for (size_t l = 0; l < call.report.layer_seconds.size(); ++l) {
       report->layer_seconds[l] += call.report.layer_seconds[l];
     }
@@ -247,14 +286,15 @@ absl::StatusOr<Logits> ModelRunner::ComputeLogits(const HiddenStates& hidden,
           absl::StrCat("logits: row ", row, " outside [0, ", hidden.rows(), ")"));
     }
   }
-  TANDEM_RETURN_IF_ERROR(LogitsInto(hidden.view(), rows));
+  TANDEM_RETURN_IF_ERROR(EnsureLogits(static_cast<int64_t>(rows.size())));
+  TANDEM_RETURN_IF_ERROR(LogitsInto(hidden.view(), 0, hidden.rows(), rows));
   Logits out;
   out.values = logits_.View(DType::kF32, {static_cast<int64_t>(rows.size()), config_.vocab_size});
   return out;
 }
 
 absl::Status ModelRunner::RunChunks(const RowBatch& rows, KvAccess& kv, int first, int last,
-                                    const TensorView& hidden, Call& call) {
+                                    Call& call, ChunkInput input, ChunkOutput output) {
   call.device = backend_.device().kind != DeviceKind::kCpu;
   call.time_layers = rows.time_layers;
   call.attention.scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
@@ -276,11 +316,12 @@ absl::Status ModelRunner::RunChunks(const RowBatch& rows, KvAccess& kv, int firs
     call.chunk = KvChunk{.rows = &rows,
                          .begin = begin,
                          .end = end,
-                         .positions = TensorView::Contiguous(positions + begin,
-                                                             DType::kI32, {end - begin},
-                                                             backend_.device())};
+                         .positions = TensorView::Contiguous(positions + begin, DType::kI32,
+                                                             {end - begin}, backend_.device())};
     TANDEM_RETURN_IF_ERROR(kv.BeginChunk(call.chunk));
-    const TensorView x = hidden.Rows(begin, end);
+    TANDEM_ASSIGN_OR_RETURN(const TensorView x, input(begin, end));
+    // Layer times start from a drained device, so the first layer does not pay for queued work.
+    if (call.time_layers && call.device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
     for (int layer = first; layer < last; ++layer) {
       const absl::Time start = call.time_layers ? absl::Now() : absl::InfinitePast();
       TANDEM_RETURN_IF_ERROR(RunLayer(layer, x, kv, call));
@@ -289,6 +330,7 @@ absl::Status ModelRunner::RunChunks(const RowBatch& rows, KvAccess& kv, int firs
         call.report.layer_seconds[layer] += absl::ToDoubleSeconds(absl::Now() - start);
       }
     }
+    TANDEM_RETURN_IF_ERROR(output(x, begin, end));
   }
   return absl::OkStatus();
 }
@@ -317,8 +359,8 @@ absl::Status ModelRunner::RunLayer(int layer, const TensorView& x, KvAccess& kv,
                                                    .positions = call.chunk.positions,
                                                    .freq_base = c.rope_freq_base,
                                                    .n_rot = c.n_rot}));
-  TANDEM_RETURN_IF_ERROR(kv.Store(layer, F32(k_, n, c.n_kv_heads, c.head_dim),
-                                  F32(v_, n, c.n_kv_heads, c.head_dim)));
+  TANDEM_RETURN_IF_ERROR(
+      kv.Store(layer, F32(k_, n, c.n_kv_heads, c.head_dim), F32(v_, n, c.n_kv_heads, c.head_dim)));
 
   // Attention time excludes what the layout spends gathering K/V and in the test observer.
   AttentionContext& ctx = call.attention;
@@ -342,25 +384,38 @@ absl::Status ModelRunner::RunLayer(int layer, const TensorView& x, KvAccess& kv,
   return b.Run(kernels::MatMulParams{.w = w.w_down, .x = gate, .y = x, .accumulate = true});
 }
 
-absl::Status ModelRunner::LogitsInto(const TensorView& hidden, absl::Span<const int32_t> rows) {
-  const int64_t count = std::max<int64_t>(static_cast<int64_t>(rows.size()), 1);
-  if (count > logits_rows_) {
-    TANDEM_ASSIGN_OR_RETURN(logits_, F32Buffer(backend_, count, config_.vocab_size));
-    logits_rows_ = count;
-  }
+absl::Status ModelRunner::EnsureLogits(int64_t rows) {
+  const int64_t count = std::max<int64_t>(rows, 1);
+  if (count <= logits_rows_) return absl::OkStatus();
+  TANDEM_ASSIGN_OR_RETURN(logits_, F32Buffer(backend_, count, config_.vocab_size));
+  logits_rows_ = count;
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::LogitsInto(const TensorView& hidden, int32_t begin, int32_t end,
+                                     absl::Span<const int32_t> rows) {
   const TensorView logits = logits_.View(DType::kF32, {logits_rows_, config_.vocab_size});
-  // One norm + LM head call per run of consecutive rows, at most max_batch_tokens at a time (the
+  // Output row r is hidden row rows[r] - begin, for the requested rows inside [begin, end); one
+  // norm + LM head call per run of consecutive rows, at most max_batch_tokens at a time (the
   // scratch h_ holds that many).
   const int32_t total = static_cast<int32_t>(rows.size());
   for (int32_t r = 0; r < total;) {
     const int32_t t = rows[r];
+    if (t < begin || t >= end) {
+      ++r;
+      continue;
+    }
     int32_t run = 1;
-    while (r + run < total && rows[r + run] == t + run && run < options_.max_batch_tokens) ++run;
+    while (r + run < total && rows[r + run] == t + run && t + run < end &&
+           run < options_.max_batch_tokens) {
+      ++run;
+    }
     const TensorView hs = F32(h_, run, config_.d_model);
-    TANDEM_RETURN_IF_ERROR(backend_.Run(kernels::RmsNormParams{.x = hidden.Rows(t, t + run),
-                                                               .weight = weights_.output_norm,
-                                                               .out = hs,
-                                                               .eps = config_.rms_norm_eps}));
+    TANDEM_RETURN_IF_ERROR(
+        backend_.Run(kernels::RmsNormParams{.x = hidden.Rows(t - begin, t - begin + run),
+                                            .weight = weights_.output_norm,
+                                            .out = hs,
+                                            .eps = config_.rms_norm_eps}));
     TANDEM_RETURN_IF_ERROR(backend_.Run(
         kernels::MatMulParams{.w = weights_.lm_head, .x = hs, .y = logits.Rows(r, r + run)}));
     r += run;

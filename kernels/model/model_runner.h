@@ -10,7 +10,7 @@
 // hidden states, RunLayers [first, last) over any rows (non-consecutive positions, rows that never
 // had a token of their own in this call), then ComputeLogits. CacheBlend runs the early layers over
 // every token and the late ones over a recomputed subset this way; EpiCache scores a cache with a
-// prompt held by a KvAccess that stores nothing.
+// prompt whose K/V go to a KvAccess of their own (an overlay that keeps them out of the cache).
 //
 // Per-call state (the attention method, its report, chunk views) lives in the call; members are
 // weights and scratch. Not thread-safe: one thread drives a runner.
@@ -20,6 +20,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "common/model_format/gguf.h"
@@ -93,9 +94,10 @@ class ModelRunner {
   kernels::KernelBackend& backend() { return backend_; }
   const RunnerOptions& options() const { return options_; }
 
-  // All layers over the batch's tokens, K/V kept by `kv`. InvalidArgument for bad ids, positions
-  // or rows (the KvAccess adds its own checks), OutOfRange past the context length,
-  // ResourceExhausted when the KV is full.
+  // All layers over the batch's tokens, K/V kept by `kv`. A call only writes KV: a sequence's
+  // length grows over the positions it extends and never shrinks (KvCache::SetLength forgets a
+  // tail). InvalidArgument for bad ids, positions or rows (the KvAccess adds its own checks),
+  // OutOfRange past the context length, ResourceExhausted when the KV is full.
   absl::StatusOr<Logits> Forward(const ForwardBatch& batch, KvAccess& kv);
 
   // The token embeddings, [tokens.size(), d_model]. InvalidArgument for an id outside the vocab.
@@ -119,25 +121,35 @@ class ModelRunner {
   ModelRunner(const format::ModelConfig& config, kernels::KernelBackend& backend,
               const RunnerOptions& options)
       : config_(config), backend_(backend), options_(options) {}
+  // Gives the hidden states of a call's rows [begin, end) before the chunk's first layer...
+  using ChunkInput = absl::FunctionRef<absl::StatusOr<TensorView>(int32_t begin, int32_t end)>;
+  // ... and takes them after its last.
+  using ChunkOutput =
+      absl::FunctionRef<absl::Status(const TensorView& x, int32_t begin, int32_t end)>;
+
   absl::Status CheckRows(const RowBatch& rows) const;
+  absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
   absl::Status EnsureHidden(HiddenStates& hidden, int32_t rows);
-  absl::Status EmbedInto(absl::Span<const int32_t> tokens, HiddenStates& hidden);
+  absl::Status EmbedInto(absl::Span<const int32_t> tokens, const TensorView& out);
   absl::Status UploadPositions(const RowBatch& rows);
-  absl::Status RunChunks(const RowBatch& rows, KvAccess& kv, int first, int last,
-                         const TensorView& hidden, Call& call);
+  absl::Status RunChunks(const RowBatch& rows, KvAccess& kv, int first, int last, Call& call,
+                         ChunkInput input, ChunkOutput output);
   absl::Status RunLayer(int layer, const TensorView& x, KvAccess& kv, Call& call);
-  absl::Status LogitsInto(const TensorView& hidden, absl::Span<const int32_t> rows);
+  absl::Status EnsureLogits(int64_t rows);
+  // Logits of the requested `rows` that fall in [begin, end), from `hidden` (rows begin..end-1).
+  absl::Status LogitsInto(const TensorView& hidden, int32_t begin, int32_t end,
+                          absl::Span<const int32_t> rows);
 
   format::ModelConfig config_;
   kernels::KernelBackend& backend_;
   RunnerOptions options_;
   LlamaWeights weights_;
 
-  // Scratch: activations for max_batch_tokens rows; the call's ids and positions on the device
-  // (grown on demand); Forward's hidden states; the logits of the last call.
-  kernels::DeviceBuffer h_, q_, k_, v_, attn_, gate_, up_;
+  // Scratch: activations for max_batch_tokens rows (x_ holds Forward's hidden states, a chunk at a
+  // time); the call's ids and positions on the device (grown on demand); the logits of the last
+  // call.
+  kernels::DeviceBuffer x_, h_, q_, k_, v_, attn_, gate_, up_;
   kernels::DeviceBuffer ids_, positions_;
-  HiddenStates forward_hidden_;
   kernels::DeviceBuffer logits_;
   int64_t logits_rows_ = 0;
 };

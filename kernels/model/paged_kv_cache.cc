@@ -19,12 +19,13 @@ absl::StatusOr<std::unique_ptr<PagedKvCache>> PagedKvCache::Create(
   cache->page_tokens_ = options.page_tokens;
   const int64_t capacity =
       options.capacity_tokens > 0 ? options.capacity_tokens : config.context_length;
-  cache->num_pages_ = static_cast<int32_t>((capacity + options.page_tokens - 1) / options.page_tokens);
+  cache->num_pages_ =
+      static_cast<int32_t>((capacity + options.page_tokens - 1) / options.page_tokens);
   cache->pages_per_seq_ = (config.context_length + options.page_tokens - 1) / options.page_tokens;
   cache->row_bytes_ = DTypeRowBytes(options.dtype, int64_t{config.n_kv_heads} * config.head_dim);
   const int64_t pool_bytes = int64_t{cache->num_pages_} * options.page_tokens * cache->row_bytes_;
-  TANDEM_ASSIGN_OR_RETURN(cache->buffer_, kernels::DeviceBuffer::Create(
-                                              backend, pool_bytes * 2 * config.n_layers));
+  TANDEM_ASSIGN_OR_RETURN(cache->buffer_,
+                          kernels::DeviceBuffer::Create(backend, pool_bytes * 2 * config.n_layers));
   char* base = static_cast<char*>(cache->buffer_.data());
   for (int l = 0; l < config.n_layers; ++l) {
     for (int kv = 0; kv < 2; ++kv) {
@@ -77,9 +78,9 @@ absl::Status PagedKvCache::Reserve(SeqId seq, int32_t tokens) {
   const int32_t need = (tokens + page_tokens_ - 1) / page_tokens_;
   std::vector<int32_t>& pages = seqs_[seq].pages;
   if (need - static_cast<int32_t>(pages.size()) > static_cast<int32_t>(free_pages_.size())) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "kv cache full: ", tokens, " tokens need ", need - pages.size(), " more pages, ",
-        free_pages_.size(), " free of ", num_pages_));
+    return absl::ResourceExhaustedError(absl::StrCat("kv cache full: ", tokens, " tokens need ",
+                                                     need - pages.size(), " more pages, ",
+                                                     free_pages_.size(), " free of ", num_pages_));
   }
   while (static_cast<int32_t>(pages.size()) < need) {
     pages.push_back(free_pages_.back());
@@ -98,8 +99,8 @@ KvRowFormat PagedKvCache::row_format() const {
   return KvRowFormat{config_.n_layers, options_.dtype, {config_.n_kv_heads, config_.head_dim}};
 }
 
-absl::Status PagedKvCache::CheckHostTokens(SeqId seq, int layer, int32_t begin,
-                                           const TensorView& k, const TensorView& v) const {
+absl::Status PagedKvCache::CheckHostTokens(SeqId seq, int layer, int32_t begin, const TensorView& k,
+                                           const TensorView& v) const {
   if (!IsLive(seq)) return absl::InvalidArgumentError(absl::StrCat("kv cache: no sequence ", seq));
   if (layer < 0 || layer >= static_cast<int>(k_pools_.size())) {
     return absl::InvalidArgumentError(absl::StrCat("kv cache: no layer ", layer));
@@ -163,53 +164,21 @@ absl::Status PagedKvCache::WriteTokens(SeqId seq, int layer, int32_t begin, cons
 }
 
 absl::Status PagedKvCache::Prepare(const RowBatch& rows) {
-  // Per sequence: `held` is one past the contiguous run of positions from 0 that hold KV by the
-  // time a row attends (the sequence's length, grown by rows that extend it), `last` the previous
-  // row's position, `end` one past the largest position written.
-  struct Walk {
-    int32_t held = 0;
-    int32_t last = -1;
-    int32_t end = 0;
-  };
-  absl::flat_hash_map<SeqId, Walk> walks;
-  for (int32_t i = 0; i < rows.size(); ++i) {
-    const SeqId seq = rows.seq_ids[i];
-    const int32_t pos = rows.positions[i];
-    if (!IsLive(seq)) {
-      return absl::InvalidArgumentError(absl::StrCat("forward: unknown sequence ", seq));
-    }
-    auto [it, inserted] = walks.try_emplace(seq);
-    Walk& w = it->second;
-    if (inserted) w.held = Length(seq);
-    if (pos <= w.last) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "forward: sequence ", seq, " position ", pos, " follows ", w.last,
-          "; a sequence's rows must come in increasing position order"));
-    }
-    if (pos == w.held) w.held = pos + 1;
-    const int32_t limit = rows.KeyLimit(i);
-    if (limit < 1 || limit > pos + 1) {
-      return absl::InvalidArgumentError(absl::StrCat("forward: key limit ", limit, " of the row at ",
-                                                     "position ", pos, " is outside [1, ", pos + 1,
-                                                     "]"));
-    }
-    if (limit > w.held) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "forward: sequence ", seq, " holds ", Length(seq), " tokens; the row at position ", pos,
-          " reads keys up to position ", limit - 1, " but position ", w.held,
-          " is neither held nor computed before it"));
-    }
-    w.last = pos;
-    w.end = std::max(w.end, pos + 1);
-  }
-  for (const auto& [seq, w] : walks) TANDEM_RETURN_IF_ERROR(Reserve(seq, w.end));
+  TANDEM_ASSIGN_OR_RETURN(
+      const auto ends, CheckKeysHeld(rows, [this](SeqId seq) -> absl::StatusOr<int32_t> {
+        if (!IsLive(seq)) {
+          return absl::InvalidArgumentError(absl::StrCat("forward: unknown sequence ", seq));
+        }
+        return Length(seq);
+      }));
+  for (const auto& [seq, end] : ends) TANDEM_RETURN_IF_ERROR(Reserve(seq, end));
   return absl::OkStatus();
 }
 
 void PagedKvCache::Commit(const RowBatch& rows) {
   for (int32_t i = 0; i < rows.size(); ++i) {
     Sequence& s = seqs_[rows.seq_ids[i]];
-    if (rows.positions[i] == s.length) s.length = rows.positions[i] + 1;
+    s.length = LengthAfter(s.length, {rows.positions[i]});
   }
 }
 
@@ -225,8 +194,8 @@ absl::Status PagedKvCache::BeginChunk(const KvChunk& chunk) {
   const int64_t ints = 3 * int64_t{n} + int64_t{chunk_seqs_} * pages_per_seq_;
   if (static_cast<int64_t>(host_index_.size()) < ints) {
     host_index_.resize(ints);
-    TANDEM_ASSIGN_OR_RETURN(index_,
-                            kernels::DeviceBuffer::Create(backend_, ints * int64_t{sizeof(int32_t)}));
+    TANDEM_ASSIGN_OR_RETURN(
+        index_, kernels::DeviceBuffer::Create(backend_, ints * int64_t{sizeof(int32_t)}));
   }
   int32_t* slots = host_index_.data();
   int32_t* last_keys = slots + n;
@@ -259,13 +228,7 @@ absl::Status PagedKvCache::BeginChunk(const KvChunk& chunk) {
   q_seq_ = TensorView::Contiguous(dev + 2 * n, DType::kI32, {n}, device);
   page_table_ =
       TensorView::Contiguous(dev + 3 * n, DType::kI32, {chunk_seqs_, pages_per_seq_}, device);
-  if (chunk_prefill_shape_ && seq_k_.data() != nullptr) {
-    // Uploaded here only once the buffers exist (the first sparse chunk makes them in Attend).
-    const SeqId seq = rows.seq_ids[chunk.begin];
-    for (int32_t p = 0; p < chunk_key_end_; ++p) host_gather_slots_[p] = Slot(seq, p);
-    TANDEM_RETURN_IF_ERROR(backend_.CopyToDevice(gather_slots_.data(), host_gather_slots_.data(),
-                                                 int64_t{chunk_key_end_} * int64_t{sizeof(int32_t)}));
-  }
+  gather_slots_ready_ = false;
   return absl::OkStatus();
 }
 
@@ -313,16 +276,25 @@ absl::Status PagedKvCache::EnsureGatherBuffers() {
   TANDEM_RETURN_IF_ERROR(
       backend_.CopyToDevice(kv_pos_.data(), positions.data(), ctx * int64_t{sizeof(int32_t)}));
   host_gather_slots_.resize(static_cast<size_t>(ctx));
-  // The current chunk's slots: BeginChunk skipped them while the buffers did not exist.
+  return absl::OkStatus();
+}
+
+// The pool slots of positions 0..chunk_key_end_-1, once per chunk that prefills through the op
+// (a dense chunk on PagedAttention never pays for them).
+absl::Status PagedKvCache::UploadGatherSlots() {
+  if (gather_slots_ready_) return absl::OkStatus();
   const SeqId seq = chunk_.rows->seq_ids[chunk_.begin];
   for (int32_t p = 0; p < chunk_key_end_; ++p) host_gather_slots_[p] = Slot(seq, p);
-  return backend_.CopyToDevice(gather_slots_.data(), host_gather_slots_.data(),
-                               int64_t{chunk_key_end_} * int64_t{sizeof(int32_t)});
+  TANDEM_RETURN_IF_ERROR(backend_.CopyToDevice(gather_slots_.data(), host_gather_slots_.data(),
+                                               int64_t{chunk_key_end_} * int64_t{sizeof(int32_t)}));
+  gather_slots_ready_ = true;
+  return absl::OkStatus();
 }
 
 absl::Status PagedKvCache::AttendPrefill(int layer, const TensorView& q, const TensorView& out,
                                          AttentionContext& ctx) {
   TANDEM_RETURN_IF_ERROR(EnsureGatherBuffers());
+  TANDEM_RETURN_IF_ERROR(UploadGatherSlots());
   // The pools hold what PagedAttention would read (f16-rounded by default), so dense prefill
   // through this path matches it; the copy is O(context) per layer and chunk.
   const int64_t end = chunk_key_end_;
@@ -331,11 +303,12 @@ absl::Status PagedKvCache::AttendPrefill(int layer, const TensorView& q, const T
   const bool device = backend_.device().kind != DeviceKind::kCpu;
   if (ctx.timed && device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
   const absl::Time start = absl::Now();
-  TANDEM_RETURN_IF_ERROR(backend_.Run(kernels::KvGatherParams{.k_pool = k_pools_[layer],
-                                                              .v_pool = v_pools_[layer],
-                                                              .slots = gather_slots_.View(DType::kI32, {end}),
-                                                              .k = seq_k,
-                                                              .v = seq_v}));
+  TANDEM_RETURN_IF_ERROR(
+      backend_.Run(kernels::KvGatherParams{.k_pool = k_pools_[layer],
+                                           .v_pool = v_pools_[layer],
+                                           .slots = gather_slots_.View(DType::kI32, {end}),
+                                           .k = seq_k,
+                                           .v = seq_v}));
   if (ctx.timed) {
     if (device) TANDEM_RETURN_IF_ERROR(backend_.Synchronize());
     ctx.report->gather_seconds += absl::ToDoubleSeconds(absl::Now() - start);

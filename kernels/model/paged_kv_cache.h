@@ -85,6 +85,7 @@ class PagedKvCache final : public KvCache {
   // The chunk runs AttentionPrefill over the gathered sequence rather than PagedAttention.
   bool UsesPrefillOp(const AttentionContext& ctx) const;
   absl::Status EnsureGatherBuffers();
+  absl::Status UploadGatherSlots();
   absl::Status AttendPrefill(int layer, const TensorView& q, const TensorView& out,
                              AttentionContext& ctx);
 
@@ -113,10 +114,11 @@ class PagedKvCache final : public KvCache {
   TensorView slots_, last_keys_, q_seq_, page_table_;
 
   // AttentionPrefill over a paged sequence: its K/V gathered per layer (by KvGather from the pool
-  // slots of positions 0..chunk_key_end_-1, slots uploaded once per chunk) and positions
-  // 0..context-1. Made on the first chunk that needs them.
+  // slots of positions 0..chunk_key_end_-1, slots uploaded once per chunk that needs them) and
+  // positions 0..context-1. Made on the first chunk that needs them.
   kernels::DeviceBuffer seq_k_, seq_v_, kv_pos_, gather_slots_;
   std::vector<int32_t> host_gather_slots_;
+  bool gather_slots_ready_ = false;  // gather_slots_ holds the current chunk's slots
 };
 
 }  // namespace tandem::model

@@ -100,7 +100,6 @@ class TransferSink {
   virtual void OnEnd(const TransferId& id, const absl::Status& status) = 0;
 };
 
-
 struct TransportOptions {
   std::string node_id = "local";
   uint64_t epoch = 1;  // this process's epoch, sent in every frame

@@ -1,7 +1,7 @@
 // The decode node in process: KV computed by a separate runner travels over the real TCP data
-// plane into a reservation, and the streamed tokens equal runtime::Generate()'s (greedy, and sampled
-// at temperature 0.8 with seed 7). Then the HTTP API: admission limits, expiry, a transfer that
-// never comes, bad bodies, unknown reservations, cancel, status, drain.
+// plane into a reservation, and the streamed tokens equal runtime::Generate()'s (greedy, and
+// sampled at temperature 0.8 with seed 7). Then the HTTP API: admission limits, expiry, a transfer
+// that never comes, bad bodies, unknown reservations, cancel, status, drain.
 #include "decode_node/decode_service.h"
 
 #include <cstdio>
@@ -23,8 +23,8 @@
 #include "decode_node/http_api.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "runtime/generator.h"
 #include "kv_store/transfer/transport.h"
+#include "runtime/generator.h"
 #include "tests/decode_node/decode_test_support.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_env.h"
@@ -42,8 +42,8 @@ constexpr int32_t kMaxSeqs = 4;
 DecodeOptions TestOptions() {
   DecodeOptions o;
   o.model.model_path = tandem::testing::ModelPath();
-  o.max_seqs = kMaxSeqs;
-  o.kv_capacity_tokens = kCapacityTokens;
+  o.model.kv.max_seqs = kMaxSeqs;
+  o.model.kv.capacity_tokens = kCapacityTokens;
   o.model.kv_block_tokens = kBlockTokens;
   o.data_host = "127.0.0.1";
   o.data_port = 0;

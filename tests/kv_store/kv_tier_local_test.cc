@@ -133,6 +133,18 @@ TEST_F(RocksDbTierTest, GetRacingAPutNeverUnindexesTheBlock) {
   EXPECT_EQ(tier->Stats().used_bytes, total);
 }
 
+// A block larger than the whole tier is refused and evicts nothing.
+TEST(MemoryTierTest, BlockLargerThanTheTierEvictsNothing) {
+  ASSERT_OK_AND_ASSIGN(KvBlock small, MakeBlock(TestFormat(), 1, 16));
+  ASSERT_OK_AND_ASSIGN(KvBlock big, MakeBlock(TestFormat(), 200, 16, BlockDims{.layers = 4}));
+  ASSERT_GT(big.size(), small.size());
+  MemoryTier tier(TestFormat(), static_cast<int64_t>(big.size()) - 1, nullptr);
+  ASSERT_OK(tier.Put(small, Soon()));
+  EXPECT_THAT(tier.Put(big, Soon()), StatusIs(absl::StatusCode::kResourceExhausted, "exceeds"));
+  EXPECT_OK(tier.Get(small.key(), Soon()));
+  EXPECT_EQ(tier.Stats().evictions, 0);
+}
+
 // A block a reader holds stays valid after the tier evicted it: its bytes are shared.
 TEST(MemoryTierTest, EvictionKeepsBlocksReadersHold) {
   ASSERT_OK_AND_ASSIGN(KvBlock a, MakeBlock(TestFormat(), 1, 16));

@@ -35,8 +35,10 @@ class DenseKvAccess final : public KvAccess {
     Sequence s;
     const int64_t bytes = int64_t{config_.context_length} * config_.kv_dim() * 4;
     for (int l = 0; l < config_.n_layers; ++l) {
-      TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer k, kernels::DeviceBuffer::Create(backend_, bytes));
-      TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer v, kernels::DeviceBuffer::Create(backend_, bytes));
+      TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer k,
+                              kernels::DeviceBuffer::Create(backend_, bytes));
+      TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer v,
+                              kernels::DeviceBuffer::Create(backend_, bytes));
       s.k.push_back(std::move(k));
       s.v.push_back(std::move(v));
     }
@@ -45,36 +47,35 @@ class DenseKvAccess final : public KvAccess {
       std::vector<int32_t> iota(static_cast<size_t>(config_.context_length));
       std::iota(iota.begin(), iota.end(), 0);
       TANDEM_ASSIGN_OR_RETURN(kv_pos_, kernels::DeviceBuffer::Create(backend_, iota.size() * 4));
-      TANDEM_RETURN_IF_ERROR(
-          backend_.CopyToDevice(kv_pos_.data(), iota.data(), static_cast<int64_t>(iota.size() * 4)));
+      TANDEM_RETURN_IF_ERROR(backend_.CopyToDevice(kv_pos_.data(), iota.data(),
+                                                   static_cast<int64_t>(iota.size() * 4)));
     }
     return static_cast<SeqId>(seqs_.size() - 1);
   }
   int32_t Length(SeqId seq) const { return seqs_[seq].length; }
 
   absl::Status Prepare(const RowBatch& rows) override {
-    std::vector<int32_t> held(seqs_.size());
-    for (size_t s = 0; s < seqs_.size(); ++s) held[s] = seqs_[s].length;
     for (int32_t i = 0; i < rows.size(); ++i) {
-      const SeqId seq = rows.seq_ids[i];
-      if (seq < 0 || seq >= static_cast<SeqId>(seqs_.size())) {
-        return absl::InvalidArgumentError(absl::StrCat("dense kv: unknown sequence ", seq));
-      }
       if (rows.KeyLimit(i) != rows.positions[i] + 1) {
         return absl::UnimplementedError("dense kv: only causal rows");
       }
+      const SeqId seq = rows.seq_ids[i];
       if (i > 0 && rows.seq_ids[i - 1] != seq &&
           std::find(rows.seq_ids.begin(), rows.seq_ids.begin() + i, seq) !=
               rows.seq_ids.begin() + i) {
         return absl::UnimplementedError("dense kv: a sequence's rows must be consecutive");
       }
-      if (rows.positions[i] == held[seq]) held[seq] = rows.positions[i] + 1;
-      if (rows.KeyLimit(i) > held[seq]) {
-        return absl::InvalidArgumentError(absl::StrCat("dense kv: position ", rows.positions[i],
-                                                       " reads keys that are not held"));
-      }
     }
-    return absl::OkStatus();
+    // Every position has its row in the buffers already: only which keys are held is checked.
+    return CheckKeysHeld(
+               rows,
+               [this](SeqId seq) -> absl::StatusOr<int32_t> {
+                 if (seq < 0 || seq >= static_cast<SeqId>(seqs_.size())) {
+                   return absl::InvalidArgumentError(absl::StrCat("dense kv: no sequence ", seq));
+                 }
+                 return seqs_[seq].length;
+               })
+        .status();
   }
 
   absl::Status BeginChunk(const KvChunk& chunk) override {
@@ -94,12 +95,12 @@ class DenseKvAccess final : public KvAccess {
     TANDEM_RETURN_IF_ERROR(RotateKeys(backend_, config_, k, chunk_.positions));
     for (const Run& r : runs_) {
       // Position p is row p: a KvWrite into the buffer viewed as pages of one token.
-      TANDEM_RETURN_IF_ERROR(backend_.Run(kernels::KvWriteParams{
-          .k = k.Rows(r.begin, r.end),
-          .v = v.Rows(r.begin, r.end),
-          .k_pool = Pool(seqs_[r.seq].k[layer]),
-          .v_pool = Pool(seqs_[r.seq].v[layer]),
-          .slots = chunk_.positions.Rows(r.begin, r.end)}));
+      TANDEM_RETURN_IF_ERROR(
+          backend_.Run(kernels::KvWriteParams{.k = k.Rows(r.begin, r.end),
+                                              .v = v.Rows(r.begin, r.end),
+                                              .k_pool = Pool(seqs_[r.seq].k[layer]),
+                                              .v_pool = Pool(seqs_[r.seq].v[layer]),
+                                              .slots = chunk_.positions.Rows(r.begin, r.end)}));
     }
     return absl::OkStatus();
   }
@@ -108,16 +109,16 @@ class DenseKvAccess final : public KvAccess {
                       AttentionContext& ctx) override {
     for (const Run& r : runs_) {
       const int64_t keys = r.key_end;
-      TANDEM_RETURN_IF_ERROR(backend_.Run(kernels::AttentionPrefillParams{
-          .q = q.Rows(r.begin, r.end),
-          .k = Rows(seqs_[r.seq].k[layer], keys),
-          .v = Rows(seqs_[r.seq].v[layer], keys),
-          .out = out.Rows(r.begin, r.end),
-          .q_pos = chunk_.positions.Rows(r.begin, r.end),
-          .kv_pos = kv_pos_.View(DType::kI32, {keys}),
-          .scale = ctx.scale,
-          .sparse = kernels::SparseConfig{},
-          .stats = nullptr}));
+      TANDEM_RETURN_IF_ERROR(backend_.Run(
+          kernels::AttentionPrefillParams{.q = q.Rows(r.begin, r.end),
+                                          .k = Rows(seqs_[r.seq].k[layer], keys),
+                                          .v = Rows(seqs_[r.seq].v[layer], keys),
+                                          .out = out.Rows(r.begin, r.end),
+                                          .q_pos = chunk_.positions.Rows(r.begin, r.end),
+                                          .kv_pos = kv_pos_.View(DType::kI32, {keys}),
+                                          .scale = ctx.scale,
+                                          .sparse = kernels::SparseConfig{},
+                                          .stats = nullptr}));
     }
     return absl::OkStatus();
   }
@@ -125,7 +126,7 @@ class DenseKvAccess final : public KvAccess {
   void Commit(const RowBatch& rows) override {
     for (int32_t i = 0; i < rows.size(); ++i) {
       Sequence& s = seqs_[rows.seq_ids[i]];
-      if (rows.positions[i] == s.length) s.length = rows.positions[i] + 1;
+      s.length = LengthAfter(s.length, {rows.positions[i]});
     }
   }
 

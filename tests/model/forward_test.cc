@@ -16,8 +16,8 @@
 #include "kernels/backend.h"
 #include "kernels/model/model_runner.h"
 #include "kernels/model/paged_kv_cache.h"
-#include "runtime/generator.h"
 #include "nlohmann/json.hpp"
+#include "runtime/generator.h"
 #include "tests/support/nmse.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/test_env.h"
@@ -25,11 +25,11 @@
 namespace tandem::model {
 namespace {
 
+using runtime::Generate;
+using runtime::GenerateOptions;
 using ::tandem::testing::ModelPath;
 using ::tandem::testing::SourceDir;
 using ::tandem::testing::StatusIs;
-using runtime::Generate;
-using runtime::GenerateOptions;
 
 // A runner and the KV cache its calls borrow.
 struct Engine {
@@ -120,9 +120,9 @@ constexpr double kClearMargin = 0.5;
 // Scores one runner against the llama.cpp reference. One forward over prompt + llama.cpp's greedy
 // continuation gives the prompt logits and the teacher-forced greedy agreement; Generate() then
 // runs the real decode loop free-running.
-ReferenceScore ScoreAgainstReference(Engine& e, const std::vector<ReferenceCase>& cases,
-                                     const std::function<std::vector<float>(
-                                         const std::vector<int32_t>&)>& all_logits) {
+ReferenceScore ScoreAgainstReference(
+    Engine& e, const std::vector<ReferenceCase>& cases,
+    const std::function<std::vector<float>(const std::vector<int32_t>&)>& all_logits) {
   const int32_t vocab = e.runner->config().vocab_size;
   int64_t positions = 0, top1_equal = 0, clear = 0, clear_equal = 0, err_count = 0;
   int64_t forced = 0, forced_equal = 0;
@@ -288,7 +288,8 @@ TEST_F(ForwardTest, BadInputIsAnError) {
   SeqId seq = kv.AddSequence().value();
   ForwardBatch bad_token;
   bad_token.Add(seq, {49152}, 0, true);
-  EXPECT_THAT(runner->Forward(bad_token, kv), StatusIs(absl::StatusCode::kInvalidArgument, "49152"));
+  EXPECT_THAT(runner->Forward(bad_token, kv),
+              StatusIs(absl::StatusCode::kInvalidArgument, "49152"));
   ForwardBatch gap;
   gap.Add(seq, {1}, 5, true);
   EXPECT_THAT(runner->Forward(gap, kv), StatusIs(absl::StatusCode::kInvalidArgument, "position 5"));

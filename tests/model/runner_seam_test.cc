@@ -26,10 +26,10 @@ namespace {
 
 using ::tandem::testing::Nmse;
 
-const std::vector<int32_t> kPrompt = {1,    9690, 198,  2683, 359,  253,   5356, 5646, 11173, 3365,
-                                      2,    198,  1,    4093, 198,  19556, 30,   2,    198,   1,
-                                      520,  9531, 198,  504,  3575, 282,   4649, 314,  7042,  28,
-                                      253,  1102, 30,   33,   34,   35,    28};
+const std::vector<int32_t> kPrompt = {1,   9690, 198, 2683, 359,  253,   5356, 5646, 11173, 3365,
+                                      2,   198,  1,   4093, 198,  19556, 30,   2,    198,   1,
+                                      520, 9531, 198, 504,  3575, 282,   4649, 314,  7042,  28,
+                                      253, 1102, 30,  33,   34,   35,    28};
 
 class RunnerSeamTest : public ::testing::Test {
  protected:
@@ -128,7 +128,9 @@ TEST_F(RunnerSeamTest, DenseTestLayoutGivesThePagedLogits) {
 
 // Rows {2, 5, 6, 17, 30, 36} of a sequence that holds the whole prompt, run through every layer on
 // their own with their positions, give the logits a full Forward gave those rows, bit for bit; and
-// so do they when layers [0, 4) run over all rows and [4, 30) over the subset alone.
+// so do they when layers [0, 4) run over all rows and [4, 30) over the subset alone. The subset's
+// KV is zeroed first, so the rows only match if their own K/V are written back (what CacheBlend
+// relies on when it recomputes rows of reused KV).
 TEST_F(RunnerSeamTest, LayersOverARowSubsetEqualForward) {
   auto runner = Runner("cpu_ref");
   auto kv = Paged(*runner, DType::kF16);
@@ -147,6 +149,19 @@ TEST_F(RunnerSeamTest, LayersOverARowSubsetEqualForward) {
   std::vector<int32_t> all_rows(subset.size());
   std::iota(all_rows.begin(), all_rows.end(), 0);
 
+  // Zeros over the subset's positions in every layer: stale KV that the recompute must replace.
+  const KvRowFormat row_format = kv->row_format();
+  std::vector<uint8_t> zeros(static_cast<size_t>(row_format.row_bytes()), 0);
+  const TensorView zero_row = TensorView::Contiguous(
+      zeros.data(), row_format.dtype, {1, row_format.row_shape[0], row_format.row_shape[1]});
+  auto zero_subset = [&] {
+    for (int32_t p : subset) {
+      for (int layer = 0; layer < row_format.layers; ++layer) {
+        ASSERT_OK(kv->WriteTokens(seq, layer, p, zero_row, zero_row));
+      }
+    }
+  };
+
   RowBatch rows;
   std::vector<int32_t> tokens;
   for (int32_t p : subset) {
@@ -154,6 +169,7 @@ TEST_F(RunnerSeamTest, LayersOverARowSubsetEqualForward) {
     rows.positions.push_back(p);
     tokens.push_back(kPrompt[static_cast<size_t>(p)]);
   }
+  zero_subset();
   ASSERT_OK_AND_ASSIGN(HiddenStates hidden, runner->Embed(tokens));
   ASSERT_OK(runner->RunLayers(rows, *kv, 0, n_layers, hidden));
   ASSERT_OK_AND_ASSIGN(Logits logits, runner->ComputeLogits(hidden, all_rows));
@@ -165,15 +181,17 @@ TEST_F(RunnerSeamTest, LayersOverARowSubsetEqualForward) {
   every.Add(seq, 0, static_cast<int32_t>(kPrompt.size()));
   ASSERT_OK_AND_ASSIGN(HiddenStates all, runner->Embed(kPrompt));
   constexpr int kSplit = 4;
+  zero_subset();  // layers [0, 4) rewrite every row; [4, 30) only the subset's
   ASSERT_OK(runner->RunLayers(every, *kv, 0, kSplit, all));
   ASSERT_OK_AND_ASSIGN(HiddenStates picked, runner->SelectRows(all, subset));
   ASSERT_OK(runner->RunLayers(rows, *kv, kSplit, n_layers, picked));
   ASSERT_OK_AND_ASSIGN(Logits split_logits, runner->ComputeLogits(picked, all_rows));
   ASSERT_OK_AND_ASSIGN(std::vector<float> split, split_logits.ToHost(runner->backend()));
   EXPECT_EQ(split, expected) << "layers [0, 4) over every row, [4, 30) over the subset";
-  std::printf("SEAM subset rows {2,5,6,17,30,36} of %zu: bit-identical to Forward (whole stack "
-              "and split at layer %d)\n",
-              kPrompt.size(), kSplit);
+  std::printf(
+      "SEAM subset rows {2,5,6,17,30,36} of %zu: bit-identical to Forward (whole stack "
+      "and split at layer %d)\n",
+      kPrompt.size(), kSplit);
 }
 
 // Per-layer wall time is measured only when a call asks for it (on a device it costs a
@@ -218,6 +236,14 @@ TEST_F(RunnerSeamTest, RowsThatReadMissingKeysAreRefused) {
   rows.positions = {2, 1};
   EXPECT_THAT(runner->RunLayers(rows, *kv, 0, 2, hidden),
               ::tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "increasing"));
+  rows.positions = {0, 1};
+  rows.key_limits = {1, 3};  // a key after the row's own position
+  EXPECT_THAT(runner->RunLayers(rows, *kv, 0, 2, hidden),
+              ::tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "key limit 3"));
+  rows.key_limits = {0, 1};  // no key at all
+  EXPECT_THAT(runner->RunLayers(rows, *kv, 0, 2, hidden),
+              ::tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument, "key limit 0"));
+  rows.key_limits = {};
   EXPECT_THAT(runner->RunLayers(rows, *kv, 3, 2, hidden),
               ::tandem::testing::StatusIs(absl::StatusCode::kInvalidArgument));
 }

@@ -1,5 +1,5 @@
-// PrefillService on the real SmolLM2 model against runtime::Generate on a separate runner: the first
-// token (greedy and seeded sampling) and every KV byte shipped to a TCP receiver equal what
+// PrefillService on the real SmolLM2 model against runtime::Generate on a separate runner: the
+// first token (greedy and seeded sampling) and every KV byte shipped to a TCP receiver equal what
 // Generate's prefill computes, also when the second identical request reuses the stored block.
 #include "prefill_node/prefill_service.h"
 
@@ -8,8 +8,10 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "common/metrics.h"
 #include "common/model_format/gguf.h"
 #include "gtest/gtest.h"
@@ -44,9 +46,8 @@ class PrefillServiceTest : public ::testing::Test {
     ASSERT_OK(backend);
     reference_ =
         model::ModelRunner::Create(*gguf_, **backend, model::RunnerOptions{}).value().release();
-    reference_kv_ = model::PagedKvCache::Create(**backend, reference_->config(), {})
-                        .value()
-                        .release();
+    reference_kv_ =
+        model::PagedKvCache::Create(**backend, reference_->config(), {}).value().release();
     metrics_ = new MetricsRegistry();
     auto service = PrefillService::Create(testing::TestPrefillOptions(kBlockTokens), *metrics_);
     ASSERT_OK(service);
@@ -225,6 +226,44 @@ TEST_F(PrefillServiceTest, RequestPicksTheAttentionMethod) {
   EXPECT_GT(reply.attention_density, 0.0);
   EXPECT_LE(reply.attention_density, 1.0);
   std::printf("sale: density %.3f, first token %d\n", reply.attention_density, reply.first_token);
+}
+
+// Two requests sharing a two-block prefix, queued behind a third while the model is busy: the
+// tier lookups of both ran when they arrived (nothing stored yet), yet the second reuses the
+// blocks the first stored, because the worker looks in memory again when it starts a request.
+TEST_F(PrefillServiceTest, QueuedRequestsReuseWhatTheOnesAheadStored) {
+  const std::vector<int32_t> shared = testing::TestPrompt(*gguf_, 2 * kBlockTokens + 20, 21);
+  node_api::PrefillRequest busy = Request("r-busy");
+  busy.tokens = testing::TestPrompt(*gguf_, 3 * kBlockTokens, 22);
+  node_api::PrefillRequest first = Request("r-first");
+  first.tokens = shared;
+  node_api::PrefillRequest second = Request("r-second");
+  second.tokens.assign(shared.begin(), shared.begin() + 2 * kBlockTokens);
+  const std::vector<int32_t> tail = testing::TestPrompt(*gguf_, 12, 23);
+  second.tokens.insert(second.tokens.end(), tail.begin(), tail.end());
+
+  auto wait_load = [](const std::function<bool(const node_api::NodeStatus&)>& reached) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (!reached(service_->Status(0))) {
+      ASSERT_LT(absl::Now(), give_up) << "the scheduler never reached the expected load";
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  };
+  absl::StatusOr<node_api::PrefillReply> replies[3];
+  std::thread t_busy([&] { replies[0] = service_->Prefill(busy); });
+  wait_load([](const node_api::NodeStatus& s) { return s.load.running == 1; });
+  std::thread t_first([&] { replies[1] = service_->Prefill(first); });
+  wait_load([](const node_api::NodeStatus& s) { return s.load.waiting == 1; });
+  std::thread t_second([&] { replies[2] = service_->Prefill(second); });
+  t_busy.join();
+  t_first.join();
+  t_second.join();
+  for (const auto& r : replies) ASSERT_OK(r.status());
+  EXPECT_EQ(replies[1]->cached_tokens, 0);
+  EXPECT_EQ(replies[2]->cached_tokens, 2 * kBlockTokens);
+  std::printf("queued behind a busy worker: first cached %lld, second cached %lld tokens\n",
+              static_cast<long long>(replies[1]->cached_tokens),
+              static_cast<long long>(replies[2]->cached_tokens));
 }
 
 TEST_F(PrefillServiceTest, InvalidRequestsNameTheField) {

@@ -83,9 +83,10 @@ TEST_F(BlockIoTest, ImportAtANonZeroStartContinuesLikeComputing) {
                            blocks[b].bytes().begin(), blocks[b].bytes().end()))
         << "block " << b;
   }
-  std::printf("IMPORT blocks 1-2 at position %d into a sequence holding %d tokens: last logits "
-              "bit-identical, %zu blocks re-exported identical\n",
-              kBlockTokens, kBlockTokens, again.size());
+  std::printf(
+      "IMPORT blocks 1-2 at position %d into a sequence holding %d tokens: last logits "
+      "bit-identical, %zu blocks re-exported identical\n",
+      kBlockTokens, kBlockTokens, again.size());
 
   // Importing over positions the sequence holds rewrites them and keeps its length.
   ASSERT_OK(ImportBlocks(*kv_, target, absl::MakeConstSpan(blocks).subspan(0, 1)));
@@ -111,17 +112,53 @@ TEST_F(BlockIoTest, ImportsThatDoNotFitAreRefused) {
   KvFormat f32 = format_;
   f32.dtype = DType::kF32;
   model::KvRowFormat rows = kv_->row_format();
-  std::vector<float> zeros(static_cast<size_t>(kBlockTokens) * rows.row_shape[0] * rows.row_shape[1]);
-  std::vector<TensorView> k(static_cast<size_t>(rows.layers),
-                            TensorView::Contiguous(zeros.data(), DType::kF32,
-                                                   {kBlockTokens, rows.row_shape[0],
-                                                    rows.row_shape[1]}));
+  std::vector<float> zeros(static_cast<size_t>(kBlockTokens) * rows.row_shape[0] *
+                           rows.row_shape[1]);
+  std::vector<TensorView> k(
+      static_cast<size_t>(rows.layers),
+      TensorView::Contiguous(zeros.data(), DType::kF32,
+                             {kBlockTokens, rows.row_shape[0], rows.row_shape[1]}));
   ASSERT_OK_AND_ASSIGN(
       kv::KvBlock f32_block,
       kv::KvBlock::Build(f32, f32.Root(), absl::MakeConstSpan(tokens_).subspan(0, kBlockTokens), 0,
                          k, k));
   EXPECT_THAT(ImportBlocks(*kv_, target, {f32_block}),
               StatusIs(absl::StatusCode::kInvalidArgument, "layers of"));
+  // Rows of another shape (2 heads of 96 instead of 3 of 64) are refused before any write, even
+  // over positions the sequence holds.
+  const model::SeqId held = kv_->AddSequence().value();
+  Forward(held, 0, kBlockTokens);
+  const auto held_tokens = absl::MakeConstSpan(tokens_).subspan(0, kBlockTokens);
+  ASSERT_OK_AND_ASSIGN(std::vector<kv::KvBlock> mine,
+                       ExportBlocks(*kv_, held, format_, held_tokens, 0, format_.Root()));
+  std::vector<uint16_t> halves(static_cast<size_t>(kBlockTokens) * 2 * 96);
+  std::vector<TensorView> odd(
+      static_cast<size_t>(rows.layers),
+      TensorView::Contiguous(halves.data(), DType::kF16, {kBlockTokens, 2, 96}));
+  ASSERT_OK_AND_ASSIGN(
+      kv::KvBlock odd_block,
+      kv::KvBlock::Build(format_, blocks[0].key(),
+                         absl::MakeConstSpan(tokens_).subspan(kBlockTokens, kBlockTokens),
+                         kBlockTokens, odd, odd));
+  // Zeros over the positions the sequence holds, then 16..31: the positions fit, only the second
+  // block's rows differ, and had the first been written before the check, the held KV would be
+  // zeros now.
+  std::vector<uint16_t> zero_halves(static_cast<size_t>(kBlockTokens) * rows.row_shape[0] *
+                                    rows.row_shape[1]);
+  std::vector<TensorView> zero(
+      static_cast<size_t>(rows.layers),
+      TensorView::Contiguous(zero_halves.data(), DType::kF16,
+                             {kBlockTokens, rows.row_shape[0], rows.row_shape[1]}));
+  ASSERT_OK_AND_ASSIGN(kv::KvBlock zero_block,
+                       kv::KvBlock::Build(format_, format_.Root(), held_tokens, 0, zero, zero));
+  EXPECT_THAT(ImportBlocks(*kv_, held, {zero_block, odd_block}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "block 1 holds f16[16, 2, 96] rows"));
+  ASSERT_OK_AND_ASSIGN(std::vector<kv::KvBlock> after,
+                       ExportBlocks(*kv_, held, format_, held_tokens, 0, format_.Root()));
+  ASSERT_EQ(after.size(), mine.size());
+  EXPECT_TRUE(std::equal(after[0].bytes().begin(), after[0].bytes().end(), mine[0].bytes().begin(),
+                         mine[0].bytes().end()))
+      << "a refused import changed the KV the sequence held";
   // Export of more tokens than the sequence holds.
   EXPECT_THAT(ExportBlocks(*kv_, target, format_, tokens_, 0, format_.Root()),
               StatusIs(absl::StatusCode::kInvalidArgument, "holds 0"));

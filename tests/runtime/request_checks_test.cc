@@ -50,7 +50,8 @@ TEST(RequestChecksTest, SamplingFieldsCarryTheCallersPrefix) {
   s.top_k = 100;
   EXPECT_OK(CheckSampling(s, Config(), "sampling."));
   s.top_p = 0;
-  EXPECT_THAT(CheckSampling(s, Config(), "--"), StatusIs(absl::StatusCode::kInvalidArgument, "--top_p"));
+  EXPECT_THAT(CheckSampling(s, Config(), "--"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--top_p"));
   s.top_p = 1;
   s.temperature = -0.5;
   EXPECT_THAT(CheckSampling(s, Config(), "--"),
