@@ -448,8 +448,17 @@ TEST(NodeRegistryDns, DiscoveredNodesArePolledAndDroppedWhileRunning) {
   EXPECT_TRUE(wait_for([&] { return f.nodes->UsableNodes(NodeRole::kPrefill).size() == 2; }));
   f.resolver.Answer(std::vector<HttpEndpoint>{b.endpoint()});
   EXPECT_TRUE(wait_for([&] { return f.nodes->Nodes(NodeRole::kPrefill).size() == 1; }));
-  // The dropped node's poller has ended: no poll reaches `a` any more.
-  const size_t polls = a.sinces().size();
+  // The dropped node's poller has ended: no poll reaches `a` any more. A poll already on the wire
+  // when it was dropped may still land, so first wait for one poll period (20 ms here) without a
+  // new one, then check that 200 ms bring none either.
+  size_t polls = a.sinces().size();
+  EXPECT_TRUE(wait_for([&] {
+    absl::SleepFor(absl::Milliseconds(60));
+    const size_t now = a.sinces().size();
+    const bool quiet = now == polls;
+    polls = now;
+    return quiet;
+  }));
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_EQ(a.sinces().size(), polls);
   EXPECT_GT(b.sinces().size(), 3u);
