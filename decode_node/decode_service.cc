@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const Decod
   TANDEM_RETURN_IF_ERROR(options.Validate());
   TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> model,
                           runtime::LoadedModel::Load(options.model));
+  TANDEM_RETURN_IF_ERROR(model->Identify());
   ReservationLimits limits;
   limits.max_seqs = options.model.kv.max_seqs;
   // Reservations count the cache's allocation units, so an admitted request's room always fits.

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
   TANDEM_RETURN_IF_ERROR(options.Validate());
   std::unique_ptr<PrefillService> s(new PrefillService(options, metrics));
   TANDEM_ASSIGN_OR_RETURN(s->model_, runtime::LoadedModel::Load(options.model));
+  TANDEM_RETURN_IF_ERROR(s->model_->Identify());
   TANDEM_ASSIGN_OR_RETURN(
       s->store_, kv::TieredKvStore::Create(options.kv_store, s->model_->kv_format(), metrics));
 

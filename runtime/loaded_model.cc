@@ -46,43 +46,38 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadedModel::Load(const ModelOption
                           model::ModelRunner::Create(*m->gguf_, *m->backend_, options.runner));
   TANDEM_ASSIGN_OR_RETURN(m->kv_cache_,
                           model::CreateKvCache(*m->backend_, m->runner_->config(), options.kv));
-  // Every field the format checks was checked above (options, the layout's dtype, the block size):
-  // what it could refuse is a bug, and Identify() CHECKs it.
-  KvFormat probe;
-  m->kv_cache_->DescribeFormat(probe);
-  probe.block_tokens = options.kv_block_tokens;
-  probe.ns = options.kv_namespace;
-  TANDEM_RETURN_IF_ERROR(probe.Validate());
-  // The vocabulary fingerprint is cheap and can fail on a GGUF without a vocabulary: at load.
-  TANDEM_ASSIGN_OR_RETURN(m->vocab_fingerprint_hex_, format::VocabFingerprintHex(*m->gguf_));
   return m;
 }
 
-void LoadedModel::Identify() const {
-  absl::call_once(identified_, [this] {
-    KvFormat& f = kv_format_;
-    f.model = format::ModelFingerprint(*gguf_).bytes;
-    kv_cache_->DescribeFormat(f);
-    f.block_tokens = options_.kv_block_tokens;
-    f.ns = options_.kv_namespace;
-    const absl::Status valid = f.Validate();
-    TANDEM_CHECK(valid.ok()) << "kv format checked at load is now invalid: " << valid;
-    const std::string encoded = f.Encode();
-    kv_format_hex_ = HexEncode(
-        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
-  });
+absl::Status LoadedModel::Identify() {
+  if (identified_) return absl::OkStatus();
+  TANDEM_ASSIGN_OR_RETURN(vocab_fingerprint_hex_, format::VocabFingerprintHex(*gguf_));
+  KvFormat& f = kv_format_;
+  f.model = format::ModelFingerprint(*gguf_).bytes;
+  kv_cache_->DescribeFormat(f);
+  f.block_tokens = options_.kv_block_tokens;
+  f.ns = options_.kv_namespace;
+  TANDEM_RETURN_IF_ERROR(f.Validate());
+  const std::string encoded = f.Encode();
+  kv_format_hex_ = HexEncode(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(encoded.data()), encoded.size()));
+  identified_ = true;
+  return absl::OkStatus();
 }
 
 const KvFormat& LoadedModel::kv_format() const {
-  Identify();
+  TANDEM_CHECK(identified_) << "LoadedModel::kv_format() before Identify()";
   return kv_format_;
 }
 
 const std::string& LoadedModel::kv_format_hex() const {
-  Identify();
+  TANDEM_CHECK(identified_) << "LoadedModel::kv_format_hex() before Identify()";
   return kv_format_hex_;
 }
 
-const std::string& LoadedModel::vocab_fingerprint_hex() const { return vocab_fingerprint_hex_; }
+const std::string& LoadedModel::vocab_fingerprint_hex() const {
+  TANDEM_CHECK(identified_) << "LoadedModel::vocab_fingerprint_hex() before Identify()";
+  return vocab_fingerprint_hex_;
+}
 
 }  // namespace tandem::runtime

@@ -15,7 +15,6 @@
 #include <memory>
 #include <string>
 
-#include "absl/base/call_once.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/kv_key.h"
@@ -59,10 +58,14 @@ class LoadedModel {
   kernels::KernelBackend& backend() { return *backend_; }
   model::ModelRunner& runner() { return *runner_; }
   model::KvCache& kv_cache() { return *kv_cache_; }
-  // The cluster's KvFormat as this model, layout, dtype, block size and namespace make it; its
-  // canonical encoding in hex (what nodes publish and the router compares); the vocabulary's
-  // fingerprint in hex. Computed on first use (the model fingerprint hashes every weight, ~0.2 G
-  // instructions for SmolLM2, which `tandem generate` never needs); thread-safe.
+  // Computes the model's identities below: what a node publishes and checks KV against. It hashes
+  // every weight and every vocabulary token (~0.2 G instructions for SmolLM2), which `tandem
+  // generate` never needs, so Load leaves it to the caller; nodes call it at start. Idempotent.
+  // InvalidArgument for a format the options cannot make or a GGUF without a usable vocabulary.
+  absl::Status Identify();
+  // After Identify(): the cluster's KvFormat as this model, layout, dtype, block size and
+  // namespace make it; its canonical encoding in hex (what nodes publish and the router compares);
+  // the vocabulary's fingerprint in hex. Read-only: safe from any thread.
   const KvFormat& kv_format() const;
   const std::string& kv_format_hex() const;
   const std::string& vocab_fingerprint_hex() const;
@@ -75,12 +78,10 @@ class LoadedModel {
   kernels::KernelBackend* backend_ = nullptr;
   std::unique_ptr<model::ModelRunner> runner_;
   std::unique_ptr<model::KvCache> kv_cache_;
-  // The KvFormat and its hex, made once by Identify() on first use; the vocabulary's fingerprint,
-  // at load.
-  void Identify() const;
-  mutable absl::once_flag identified_;
-  mutable KvFormat kv_format_;
-  mutable std::string kv_format_hex_;
+  // The identities, made by Identify().
+  bool identified_ = false;
+  KvFormat kv_format_;
+  std::string kv_format_hex_;
   std::string vocab_fingerprint_hex_;
 };
 
