@@ -43,6 +43,10 @@ DecodeMetrics::DecodeMetrics(MetricsRegistry& registry, std::string transport)
   transfer_failures_ = registry.Counter("tandem_kv_transfer_failures_total",
                                         "KV transfers that did not complete, by reason.",
                                         {"transport", "reason"});
+  // Every reason from the start: the transfer failure panels and alert read 0, not "no data".
+  for (std::string_view reason : kv::kTransferFailureReasons) {
+    transfer_failures_->Labels({transport_, std::string(reason)});
+  }
 }
 
 void DecodeMetrics::Step(double seconds, int64_t batch_size) {

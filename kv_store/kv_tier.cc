@@ -52,10 +52,15 @@ TierMetrics::TierMetrics(MetricsRegistry* r, std::string_view tier) : tier_(tier
   dropped_ = r->Counter("tandem_kv_put_dropped_total",
                         "Puts not stored: write-behind queue full or tier failure.",
                         {"tier", "reason"});
-  // Pre-create every reason, so a rate() starts from 0 rather than from the first miss.
+  // Pre-create every reason, so a rate() starts from 0 rather than from the first miss or drop.
+  // A put is dropped for a full write-behind queue, a block another tier rejected, or the tier's
+  // own failure (named like a miss: tiered_store.cc).
   for (int i = 0; i < kNumMissReasons; ++i) {
-    misses_->Labels({tier_, std::string(MissReasonName(static_cast<MissReason>(i)))});
+    const std::string reason(MissReasonName(static_cast<MissReason>(i)));
+    misses_->Labels({tier_, reason});
+    dropped_->Labels({tier_, reason});
   }
+  for (const char* reason : {"queue_full", "rejected"}) dropped_->Labels({tier_, reason});
 }
 
 void TierMetrics::Lookup(absl::Duration latency, const absl::StatusOr<KvBlock>& result,

@@ -116,6 +116,14 @@ RedisTier::RedisTier(const RedisTierOptions& options, RedisAddress address, cons
       format_key_(absl::StrCat("tandem:", format.ns, ":format:", format.Root().Hex())),
       backoff_(options.breaker_base) {
   this->metrics().SetCapacity(0);
+  if (metrics != nullptr) {
+    circuit_open_ = &metrics
+                         ->Gauge("tandem_kv_tier_circuit_open",
+                                 "1 while the tier's circuit breaker is open: calls fail at once "
+                                 "until a probe succeeds.",
+                                 {"tier"})
+                         ->Labels({std::string(Name())});
+  }
 }
 
 RedisTier::~RedisTier() {
@@ -163,6 +171,7 @@ void RedisTier::OnSuccess() {
   failed_ = false;
   probing_ = false;
   backoff_ = options_.breaker_base;
+  if (circuit_open_ != nullptr) circuit_open_->Set(0);
 }
 
 void RedisTier::OnFailure() {
@@ -180,6 +189,7 @@ void RedisTier::OnFailure() {
     }
     failed_ = true;
     open_until_ = absl::Now() + backoff_;
+    if (circuit_open_ != nullptr) circuit_open_->Set(1);
   }
   if (first) {
     LOG(WARNING) << "redis tier " << address_.host << ":" << address_.port

@@ -109,6 +109,9 @@ class RedisTier final : public KvTier {
   absl::Duration backoff_ ABSL_GUARDED_BY(breaker_mu_);
   bool probing_ ABSL_GUARDED_BY(breaker_mu_) = false;
   bool failed_ ABSL_GUARDED_BY(breaker_mu_) = false;  // last call failed: next one is a probe
+  // tandem_kv_tier_circuit_open{tier="redis"}: 1 from a failure until a call succeeds again (the
+  // breaker's state; alert TandemKvTierCircuitOpen). Owned by the registry; null without one.
+  prometheus::Gauge* circuit_open_ = nullptr;
 };
 
 }  // namespace tandem::kv

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kernels/op.h"
 #include "kv_store/transfer/transport.h"
 
 namespace tandem::prefill {
@@ -39,6 +40,22 @@ PrefillMetrics::PrefillMetrics(MetricsRegistry& registry) {
   transfer_failures_ =
       registry.Counter("tandem_kv_transfer_failures_total",
                        "KV transfers that did not complete, by reason.", {"transport", "reason"});
+  // Series from the start for every transport this build has (the router picks one per request)
+  // and every sparse method (a request may override the node's): dashboards and the transfer
+  // failure alert read 0, not "no data", before the first event.
+  for (const std::string& transport : kv::AvailableTransports()) {
+    transfer_bytes_->Labels({transport, "out"});
+    transfer_seconds_->Labels({transport});
+    for (std::string_view reason : kv::kTransferFailureReasons) {
+      transfer_failures_->Labels({transport, std::string(reason)});
+    }
+  }
+  for (kernels::SparseMethod method : {kernels::SparseMethod::kDense, kernels::SparseMethod::kSale,
+                                       kernels::SparseMethod::kPowerAttention}) {
+    const std::string name(kernels::SparseMethodName(method));
+    density_->Labels({name});
+    attention_seconds_->Labels({name});
+  }
 }
 
 void PrefillMetrics::Tokens(int64_t computed, int64_t reused) {

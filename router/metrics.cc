@@ -66,6 +66,19 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
   prompt_tokens->Labels({});
   generation_tokens->Labels({});
   cached_prompt_tokens->Labels({});
+  // The latency histograms and the phases of TimingsMs (router_service.cc, e2e has its own), so
+  // the latency panels and the TTFT alert read a series (NaN percentiles, 0 rates) before the
+  // first request rather than nothing.
+  for (HistogramFamily* h : {ttft, itl, tpot, e2e}) h->Labels({});
+  for (const char* name :
+       {"queue", "kv_load", "prefill", "first_token", "transfer", "decode_queue", "decode"}) {
+    phase->Labels({name});
+  }
+  // Each endpoint's successes: the request rate and error ratio read 0 on an idle router. Other
+  // codes appear with their first answer (the error ratio treats "no 5xx series" as 0).
+  for (const char* endpoint : {"chat", "completions", "models"}) {
+    requests->Labels({endpoint, "200"});
+  }
 }
 
 void RouterMetrics::CountRequest(std::string_view endpoint, int http_code) {

@@ -3,8 +3,10 @@
 
 Adding a panel is one line in a list: (title, unit, [(PromQL, legend), ...]). Rates and
 percentiles that alerts also use come from the recording rules in deploy/prometheus/rules.yaml
-(tandem:*), so a dashboard and an alert never disagree. Every expression is run against a live
-`tandem serve` by tests/cluster/prometheus_live_test.py, and `generate.py --check` (a unit test)
+(tandem:*), so a dashboard and an alert never disagree. Every counter and histogram a panel reads
+has its series from process start (0, not "no data", on an idle cluster), so no expression needs
+`or vector(0)`; tests/cluster/prometheus_live_test.py runs every expression against a live
+`tandem serve`, idle and under load, and `generate.py --check` (a unit test)
 fails when the JSON in the repository differs from what this script writes.
 
 Usage: deploy/grafana/generate.py [--check]
@@ -68,11 +70,12 @@ KV = ("tandem-kv", "Tandem / KV tiers and transfer", [
     ("Tier read / write bytes/s", "Bps",
      [("sum by (tier) (rate(tandem_kv_tier_read_bytes_total[5m]))", "read {{tier}}"),
       ("sum by (tier) (rate(tandem_kv_tier_written_bytes_total[5m]))", "written {{tier}}")]),
+    ("Circuit breaker open (remote tiers)", "short",
+     [("max by (instance, tier) (tandem_kv_tier_circuit_open)", "{{tier}} {{instance}}")]),
     ("Evictions/s", "short",
      [("sum by (tier) (rate(tandem_kv_evictions_total[5m]))", "{{tier}}")]),
-    # The counter has a series from the first dropped put on; until then the panel shows 0.
     ("Dropped write-behind puts/s", "short",
-     [("sum by (tier, reason) (rate(tandem_kv_put_dropped_total[5m])) or vector(0)",
+     [("sum by (tier, reason) (rate(tandem_kv_put_dropped_total[5m]))",
        "{{tier}} {{reason}}")]),
     ("Tier get latency p99", "s",
      quantiles("tandem_kv_get_seconds", (0.99,), by="tier")),
@@ -80,10 +83,9 @@ KV = ("tandem-kv", "Tandem / KV tiers and transfer", [
      [("sum by (transport, direction) (tandem:kv_transfer_bytes:rate5m) / 1e9",
        "{{transport}} {{direction}}")]),
     ("KV transfer latency", "s", quantiles("tandem_kv_transfer_seconds", (0.5, 0.99))),
-    # From the first failed transfer on, by reason; the ratio rule reads 0 before it.
     ("KV transfer failures", "short",
      [("tandem:kv_transfer_failures:ratio_rate5m", "failed / all"),
-      ("sum by (transport, reason) (rate(tandem_kv_transfer_failures_total[5m])) or vector(0)",
+      ("sum by (transport, reason) (rate(tandem_kv_transfer_failures_total[5m]))",
        "{{transport}} {{reason}}/s")]),
 ])
 

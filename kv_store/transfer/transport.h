@@ -142,6 +142,9 @@ absl::StatusOr<std::unique_ptr<Transport>> NewTransport(std::string_view name,
 // code (never its message, so the label set stays bounded): unavailable, deadline, aborted (stale
 // epoch), cancelled, rejected (the receiver NACKed: bad block, unknown reservation, ...), other.
 std::string_view TransferFailureReason(const absl::Status& status);
+// Every value TransferFailureReason returns, so the failure counters start at 0 for each.
+inline constexpr std::string_view kTransferFailureReasons[] = {"unavailable", "deadline", "aborted",
+                                                               "cancelled",   "rejected", "other"};
 
 // The transports this build has, "tcp" first.
 std::vector<std::string> AvailableTransports();

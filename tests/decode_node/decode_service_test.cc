@@ -333,8 +333,9 @@ TEST_F(DecodeServiceTest, TransferThatNeverComesIsARetryableErrorByTheDeadline) 
   EXPECT_TRUE(events[0].retryable);
   std::printf("LOST_TRANSFER error: %d %s\n", events[0].http_status, events[0].message.c_str());
   EXPECT_EQ(service_->Status(0).load.kv_free_ratio, 1.0);  // released
-  EXPECT_TRUE(absl::StrContains(metrics_->Serialize(),
-                                "tandem_kv_transfer_failures_total{reason=\"deadline\""))
+  EXPECT_TRUE(absl::StrContains(
+      metrics_->Serialize(),
+      "tandem_kv_transfer_failures_total{reason=\"deadline\",transport=\"tcp\"} 1\n"))
       << metrics_->Serialize();
 }
 

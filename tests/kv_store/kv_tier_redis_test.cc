@@ -148,6 +148,8 @@ TEST_F(RedisTierTest, KilledMidRequestsThenRestartedRecoversByItself) {
   RedisTierOptions o = FastOptions(server_.Url());
   o.timeout = absl::Milliseconds(200);
   ASSERT_OK_AND_ASSIGN(auto tier, RedisTier::Create(o, TestFormat(), &registry_));
+  const std::string circuit_open = "tandem_kv_tier_circuit_open{tier=\"redis\"}";
+  EXPECT_EQ(Sample(registry_, circuit_open), 0);  // a series from the start
   ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
   ASSERT_OK(tier->Put(b, Soon()));
 
@@ -188,6 +190,7 @@ TEST_F(RedisTierTest, KilledMidRequestsThenRestartedRecoversByItself) {
   server_.Kill();
   EXPECT_TRUE(wait_for([&] { return unavailable > 0; }, absl::Seconds(5)));
   EXPECT_TRUE(wait_for([&] { return tier->BreakerOpen(); }, absl::Seconds(5)));
+  EXPECT_EQ(Sample(registry_, circuit_open), 1);  // open until a call succeeds: Redis is down
   ASSERT_OK(server_.Restart());  // empty again: no persistence
   ASSERT_TRUE(wait_for([&] { return tier->Put(b, Soon()).ok(); }, absl::Seconds(10)))
       << "the tier did not come back by itself";
@@ -197,6 +200,7 @@ TEST_F(RedisTierTest, KilledMidRequestsThenRestartedRecoversByItself) {
   for (auto& t : readers) t.join();
   EXPECT_EQ(other, 0);
   EXPECT_FALSE(tier->BreakerOpen());
+  EXPECT_EQ(Sample(registry_, circuit_open), 0);
   // Each look-up ended within its deadline (1 s) plus scheduling slack: nothing hung.
   EXPECT_LT(slowest_ms, 3000);
   EXPECT_GT(Sample(registry_, "tandem_kv_misses_total{reason=\"tier_unavailable\",tier=\"redis\"}"),

@@ -111,6 +111,12 @@ TEST_F(TieredKvStoreTest, FullWriteBehindQueueDropsAndCounts) {
   EXPECT_EQ(store_->ContainsMany({b.key()}, Soon())[0], TierBit(TierId::kMemory));
   EXPECT_EQ(Sample(registry_,
                    "tandem_kv_put_dropped_total{reason=\"queue_full\",tier=\"rocksdb\"}"), 1);
+  // The other reasons have their series at 0 from the start (dashboards read 0, not no data).
+  EXPECT_EQ(Sample(registry_,
+                   "tandem_kv_put_dropped_total{reason=\"tier_unavailable\",tier=\"rocksdb\"}"),
+            0);
+  EXPECT_EQ(Sample(registry_, "tandem_kv_put_dropped_total{reason=\"rejected\",tier=\"memory\"}"),
+            0);
 }
 
 TEST_F(TieredKvStoreTest, PrefetchReturnsAFutureOfLookups) {
