@@ -18,6 +18,10 @@ that names no flag, a probe path or port that does not answer, or a Secret the p
 use fails the test. Then every startup, liveness and readiness probe (httpGet, tcpSocket, exec)
 must succeed on its port, a chat completion goes through the router's Service with the official
 openai client, and the prefill node must have used the Redis tier with the Secret's password.
+What the cluster's other readers expect is there too: the PodMonitor's port and path answer on
+every pod it selects, each autoscaler's metric is exported by the pods it scales, and the
+InferencePool's target port and its endpoint picker's metric names (tandem-epp-config) are the
+router's.
 
 The gpu overlay runs the same way where a CUDA device is present (ctest manifest_drift_test_gpu,
 label gpu; skipped without a device).
@@ -388,6 +392,77 @@ class ManifestDriftTest(unittest.TestCase):
                           + tail(running["log"]))
             time.sleep(0.2)
 
+    # ---- What Prometheus, the autoscalers and the gateway read from the pods ----
+
+    def pods_selected(self, selector):
+        labels = selector.get("matchLabels", {})
+        exprs = selector.get("matchExpressions", [])
+
+        def match(pod):
+            if any(pod.labels.get(k) != v for k, v in labels.items()):
+                return False
+            for e in exprs:
+                value = pod.labels.get(e["key"])
+                if e["operator"] == "In" and value not in e["values"]:
+                    return False
+                if e["operator"] == "NotIn" and value in e["values"]:
+                    return False
+                if e["operator"] == "Exists" and value is None:
+                    return False
+                if e["operator"] == "DoesNotExist" and value is not None:
+                    return False
+            return True
+        return [p for p in self.pods if match(p)]
+
+    def scrape(self, pod, port, path="/metrics"):
+        status, text = tc.http_json(f"http://127.0.0.1:{pod.local_port(port)}{path}", timeout=10)
+        self.assertEqual(status, 200, f"{pod.name} {path} on {port}")
+        return {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                if line and not line.startswith("#")}
+
+    def check_monitoring_and_scaling(self):
+        """The PodMonitor's port and path answer on every pod it selects; each autoscaler's metric
+        is exported by the pods it scales; the InferencePool's target port is the selected pods'
+        and the endpoint picker's metric names (tandem-epp-config) are the router's."""
+        checked = []
+        for (kind, name), d in self.objects.items():
+            if kind == "PodMonitor":
+                pods = self.pods_selected(d["spec"]["selector"])
+                self.assertTrue(pods, f"PodMonitor {name} selects no pod")
+                for pod in pods:
+                    for ep in d["spec"]["podMetricsEndpoints"]:
+                        names = self.scrape(pod, ep["port"], ep.get("path", "/metrics"))
+                        self.assertIn("process_cpu_seconds_total", names, pod.name)
+                        checked.append(f"PodMonitor {pod.name}")
+            elif kind == "HorizontalPodAutoscaler":
+                target = d["spec"]["scaleTargetRef"]
+                pods = [p for p in self.pods if p.workload["kind"] == target["kind"]
+                        and p.workload["metadata"]["name"] == target["name"]]
+                self.assertEqual(len(pods), 1, f"HPA {name}: target {target}")
+                names = self.scrape(pods[0], "http")
+                for m in d["spec"]["metrics"]:
+                    self.assertEqual(m["type"], "Pods", f"HPA {name}: a metric this test reads")
+                    self.assertIn(m["pods"]["metric"]["name"], names, f"HPA {name}")
+                    checked.append(f"HPA {name}: {m['pods']['metric']['name']}")
+            elif kind == "InferencePool":
+                pods = self.pods_selected(d["spec"]["selector"])
+                self.assertTrue(pods, f"InferencePool {name} selects no pod")
+                for pod in pods:
+                    for tp in d["spec"]["targetPorts"]:
+                        pod.local_port(tp["number"])  # fails when no container has that port
+                    names = self.scrape(pod, d["spec"]["targetPorts"][0]["number"])
+                    epp = yaml.safe_load(self.source_data("ConfigMap", "tandem-epp-config")
+                                         ["epp-config.yaml"])
+                    specs = [v for plugin in epp["plugins"]
+                             for engine in plugin.get("parameters", {}).get("engineConfigs", [])
+                             for k, v in engine.items() if k.endswith("Spec")]
+                    self.assertGreaterEqual(len(specs), 3, epp)
+                    for spec in specs:
+                        self.assertIn(spec.split("{")[0], names, f"InferencePool {name} EPP")
+                    checked.append(f"InferencePool {name}: {specs}")
+        self.assertTrue(any(c.startswith("HPA") for c in checked))
+        print("monitoring and scaling:\n  " + "\n  ".join(checked))
+
     # ---- The test ----
 
     def test_rendered_overlay_runs_and_serves(self):
@@ -448,6 +523,7 @@ class ManifestDriftTest(unittest.TestCase):
             if unavailable or time.time() > deadline:
                 self.fail("the prefill node could not use Redis:\n" + tail(prefill["log"]))
             time.sleep(0.2)
+        self.check_monitoring_and_scaling()
         self.check_alive()
         print(f"overlay {OVERLAY}: {len(running)} containers, {len(checked)} probes, "
               f"{time.time() - started:.1f} s")
