@@ -307,21 +307,45 @@ class ManifestDriftTest(unittest.TestCase):
         # The image's PATH: its own binary; the shell and coreutils of this machine.
         if os.path.basename(argv[0]) in (image, "tandem", "redis-server"):
             argv[0] = binary
+        # The read-only root filesystem: the working directory (and HOME, / for a user without a
+        # passwd entry) is a directory the process cannot write unless the image's WORKDIR is a
+        # volume; only the mounted volumes are writable (see as_pod_user).
+        rootfs = os.path.join(self.dir, "rootfs")
+        os.makedirs(rootfs, mode=0o555, exist_ok=True)
         process_env = {"PATH": f"{os.path.dirname(binary)}:/usr/bin:/bin", "LANG": "C.UTF-8",
-                       "HOME": os.path.join(self.dir, pod.name)}
+                       "HOME": rootfs}
         process_env.update(env)
-        workdir = container.get("workingDir", IMAGE_WORKDIRS.get(image))
-        cwd = mounts.get(workdir) or os.path.join(self.dir, pod.name, container["name"], "workdir")
-        os.makedirs(cwd, exist_ok=True)
+        workdir = container.get("workingDir", IMAGE_WORKDIRS.get(image, "/"))
+        cwd = mounts.get(workdir, rootfs)
+        user = self.as_pod_user(pod, container, mounts)
         log_path = os.path.join(self.dir, f"{pod.name}.{container['name']}.log")
         log = open(log_path, "wb")
         if binary != argv[0]:  # a shell wrapper: the image's binary by name on PATH
             process_env["PATH"] = f"{os.path.dirname(binary)}:" + process_env["PATH"]
         proc = subprocess.Popen(argv, env=process_env, cwd=cwd, stdout=log,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, **user)
         self.procs.append((f"{pod.name}/{container['name']}", proc, log))
+        print(f"started {pod.name}/{container['name']} as uid {user.get('user', os.geteuid())}")
         return {"pod": pod, "container": container, "env": process_env, "mounts": mounts,
-                "proc": proc, "log": log_path, "argv": argv}
+                "proc": proc, "log": log_path, "argv": argv, "user": user}
+
+    def as_pod_user(self, pod, container, mounts):
+        """Popen arguments that run the process as the securityContext's user and group, owning
+        its volumes (fsGroup), when this test runs as root; {} (as this user) otherwise."""
+        sc = dict(pod.template["spec"].get("securityContext", {}))
+        sc.update(container.get("securityContext", {}))
+        uid, gid, fs_group = sc.get("runAsUser"), sc.get("runAsGroup"), sc.get("fsGroup")
+        if sc.get("runAsNonRoot"):
+            self.assertNotIn(uid, (None, 0), f"{pod.name}: runAsNonRoot needs a non-zero runAsUser")
+        if os.geteuid() != 0 or uid is None:
+            return {}
+        os.chmod(self.dir, 0o755)
+        for local in mounts.values():  # the volumes: owned by the pod's user and fsGroup
+            for root, dirs, files in os.walk(local):
+                for path in [root] + [os.path.join(root, f) for f in files]:
+                    os.chown(path, uid, fs_group if fs_group is not None else (gid or uid))
+        groups = [fs_group] if fs_group is not None else []
+        return {"user": uid, "group": gid if gid is not None else uid, "extra_groups": groups}
 
     def check_env_names_flags(self, pod, env):
         """A TANDEM_* variable that names no flag is ignored by the binary: a typo or a removed
@@ -366,7 +390,7 @@ class ManifestDriftTest(unittest.TestCase):
             argv = [re.sub(r"\bredis-cli\b", f"redis-cli -p {pod.local_port('redis')}", a)
                     if image_name(container["image"]) == "redis" else a for a in argv]
             run = subprocess.run(argv, env=running["env"], capture_output=True, text=True,
-                                 timeout=probe.get("timeoutSeconds", 1) + 10)
+                                 timeout=probe.get("timeoutSeconds", 1) + 10, **running["user"])
             return run.returncode == 0, f"exec {argv}: rc {run.returncode} {run.stderr[-300:]}"
         self.fail(f"{pod.name}: a probe of a kind this test does not know: {sorted(probe)}")
 
