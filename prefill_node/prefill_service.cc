@@ -308,6 +308,8 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
     out.blend.recomputed_tokens = stats.recomputed_tokens;
     out.blend.computed_tokens = stats.computed_tokens;
     out.blend_ms = Ms(absl::Now() - start);
+    metrics_.Blend(stats.reused_tokens, stats.recomputed_tokens, stats.computed_tokens,
+                   out.blend.document_hits, out.blend.document_misses);
     out.cached_tokens += stats.reused_tokens - stats.recomputed_tokens;
     if (stats.blended && blend.recompute_ratio < 1.0) {
       exact_end = documents[stats.exact_tokens > 0 ? 1 : 0].begin;
