@@ -61,13 +61,13 @@ struct Engine {
   std::vector<int32_t> preamble;
 };
 
-#define CHECK_OK(expr)                                                          \
-  do {                                                                          \
-    const absl::Status _s = (expr);                                             \
-    if (!_s.ok()) {                                                             \
+#define CHECK_OK(expr)                                                                \
+  do {                                                                                \
+    const absl::Status _s = (expr);                                                   \
+    if (!_s.ok()) {                                                                   \
       std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, _s.ToString().c_str()); \
-      std::exit(1);                                                             \
-    }                                                                           \
+      std::exit(1);                                                                   \
+    }                                                                                 \
   } while (0)
 
 template <typename T>
@@ -81,7 +81,8 @@ T Must(absl::StatusOr<T> v) {
 
 Engine Load() {
   Engine e;
-  e.gguf = std::make_unique<format::GgufFile>(Must(format::GgufFile::Open(GetFlag(format::FLAGS_model))));
+  e.gguf = std::make_unique<format::GgufFile>(
+      Must(format::GgufFile::Open(GetFlag(format::FLAGS_model))));
   e.tok = std::make_unique<format::Tokenizer>(Must(format::Tokenizer::FromGguf(*e.gguf)));
   kernels::KernelBackend* backend = Must(kernels::GetBackend("cpu"));
   e.runner = Must(model::ModelRunner::Create(*e.gguf, *backend, {}));
@@ -113,8 +114,7 @@ Prompt MakePrompt(Engine& e, const std::vector<std::string>& docs, const std::st
     if (doc_tokens_cap > 0) t.resize(std::min<size_t>(t.size(), doc_tokens_cap));
     runtime::BlendDocument doc;
     doc.begin = static_cast<int32_t>(p.tokens.size());
-    doc.blocks =
-        Must(runtime::ComputeDocumentBlocks(*e.runner, *e.cache, e.format, e.preamble, t));
+    doc.blocks = Must(runtime::ComputeDocumentBlocks(*e.runner, *e.cache, e.format, e.preamble, t));
     p.tokens.insert(p.tokens.end(), t.begin(), t.end());
     p.docs.push_back(std::move(doc));
     p.doc_tokens.push_back(std::move(t));
@@ -141,8 +141,8 @@ std::vector<float> ForwardRange(Engine& e, model::SeqId seq, const std::vector<i
   return Host(e, Must(e.runner->Forward(b, *e.cache)));
 }
 
-std::vector<int32_t> Greedy(Engine& e, model::SeqId seq, int32_t length,
-                            std::vector<float> logits, int steps) {
+std::vector<int32_t> Greedy(Engine& e, model::SeqId seq, int32_t length, std::vector<float> logits,
+                            int steps) {
   std::vector<int32_t> out;
   for (int s = 0; s < steps; ++s) {
     const int32_t next = Argmax(logits);
@@ -233,6 +233,37 @@ int Quality(Engine& e) {
   std::vector<Totals> totals(methods.size());
   int full_correct = 0, prompts = 0;
   const int steps = GetFlag(FLAGS_answer_tokens);
+  // The summary so far: written after every prompt (a long run stopped early keeps its results),
+  // printed as BENCH lines at the end.
+  const auto summarize = [&](bool print) {
+    Json out;
+    out["prompts"] = prompts;
+    out["full_accuracy"] = prompts ? static_cast<double>(full_correct) / prompts : 0.0;
+    if (print) {
+      std::printf("BENCH blend_quality prompts=%d full_prefill accuracy=%.3f\n", prompts,
+                  out["full_accuracy"].get<double>());
+    }
+    for (size_t m = 0; m < methods.size(); ++m) {
+      const Totals& t = totals[m];
+      const double np = std::max(prompts, 1);
+      Json j{{"method", m == 0 ? "prefix" : "blend"},
+             {"ratio", m == 0 ? -1.0 : ratios[m - 1]},
+             {"first_token_agreement", t.agree / np},
+             {"kl", t.kl / np},
+             {"greedy_equal", t.equal / np},
+             {"accuracy", t.correct / np},
+             {"recomputed_fraction", t.reused > 0 ? t.recomputed / t.reused : 0.0}};
+      out["methods"].push_back(j);
+      if (print) {
+        std::printf("BENCH blend_quality method=%s agreement=%.3f kl=%.4f greedy_equal=%.3f "
+                    "accuracy=%.3f (full %.3f) recomputed_fraction=%.3f\n",
+                    m == 0 ? "prefix" : absl::StrCat("blend_", methods[m]).c_str(), t.agree / np,
+                    t.kl / np, t.equal / np, t.correct / np, out["full_accuracy"].get<double>(),
+                    j["recomputed_fraction"].get<double>());
+      }
+    }
+    if (!GetFlag(FLAGS_out).empty()) std::ofstream(GetFlag(FLAGS_out)) << out.dump(1) << "\n";
+  };
   std::string line;
   while (prompts < GetFlag(FLAGS_limit) && std::getline(in, line)) {
     const Json row = Json::parse(line);
@@ -257,38 +288,17 @@ int Quality(Engine& e) {
     ++prompts;
     std::fprintf(stderr, "prompt %d (%zu tokens, %zu docs): full says %s\n", prompts,
                  p.tokens.size(), p.docs.size(), e.tok->Decode(full.answer).c_str());
+    summarize(false);
   }
-  Json out;
-  out["prompts"] = prompts;
-  out["full_accuracy"] = prompts ? static_cast<double>(full_correct) / prompts : 0.0;
-  std::printf("BENCH blend_quality prompts=%d full_prefill accuracy=%.3f\n", prompts,
-              out["full_accuracy"].get<double>());
-  for (size_t m = 0; m < methods.size(); ++m) {
-    const Totals& t = totals[m];
-    const double np = std::max(prompts, 1);
-    Json j{{"method", m == 0 ? "prefix" : "blend"},
-           {"ratio", m == 0 ? -1.0 : ratios[m - 1]},
-           {"first_token_agreement", t.agree / np},
-           {"kl", t.kl / np},
-           {"greedy_equal", t.equal / np},
-           {"accuracy", t.correct / np},
-           {"recomputed_fraction", t.reused > 0 ? t.recomputed / t.reused : 0.0}};
-    out["methods"].push_back(j);
-    std::printf("BENCH blend_quality method=%s agreement=%.3f kl=%.4f greedy_equal=%.3f "
-                "accuracy=%.3f (full %.3f) recomputed_fraction=%.3f\n",
-                m == 0 ? "prefix" : absl::StrCat("blend_", methods[m]).c_str(), t.agree / np,
-                t.kl / np, t.equal / np, t.correct / np, out["full_accuracy"].get<double>(),
-                j["recomputed_fraction"].get<double>());
-  }
-  if (!GetFlag(FLAGS_out).empty()) std::ofstream(GetFlag(FLAGS_out)) << out.dump(1) << "\n";
+  summarize(true);
   return 0;
 }
 
 // Text of the license files, for documents of real text.
 std::vector<std::string> LicenseTexts() {
   std::vector<std::string> out;
-  for (const char* name : {"GPL-3", "Apache-2.0", "GPL-2", "LGPL-2.1", "MPL-2.0", "Artistic",
-                           "GFDL-1.3", "LGPL-3"}) {
+  for (const char* name :
+       {"GPL-3", "Apache-2.0", "GPL-2", "LGPL-2.1", "MPL-2.0", "Artistic", "GFDL-1.3", "LGPL-3"}) {
     std::ifstream f(absl::StrCat("/usr/share/common-licenses/", name));
     std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     if (!s.empty()) out.push_back(s);
@@ -361,9 +371,10 @@ int Speed(Engine& e) {
         e.cache->RemoveSequence(seq);
       }
     }
-    std::printf("BENCH blend_ttft tokens=%d docs=%zu full=%.3fs prefix=%.3fs blend_0.15=%.3fs "
-                "speedup_vs_full=%.2fx speedup_vs_prefix=%.2fx\n",
-                n, p.docs.size(), best[0], best[1], best[2], best[0] / best[2], best[1] / best[2]);
+    std::printf(
+        "BENCH blend_ttft tokens=%d docs=%zu full=%.3fs prefix=%.3fs blend_0.15=%.3fs "
+        "speedup_vs_full=%.2fx speedup_vs_prefix=%.2fx\n",
+        n, p.docs.size(), best[0], best[1], best[2], best[0] / best[2], best[1] / best[2]);
     out["speed"].push_back(Json{{"tokens", n},
                                 {"docs", p.docs.size()},
                                 {"full_s", best[0]},

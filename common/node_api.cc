@@ -186,10 +186,9 @@ void ReadTarget(Reader& r, DecodeTarget& t) {
 }
 
 Json TimingsToJson(const Timings& t) {
-  return Json{{"queue", t.queue},       {"kv_load", t.kv_load},
-              {"blend", t.blend},
-              {"prefill", t.prefill},   {"transfer", t.transfer},
-              {"decode_queue", t.decode_queue}, {"decode", t.decode}};
+  return Json{{"queue", t.queue},     {"kv_load", t.kv_load},   {"blend", t.blend},
+              {"prefill", t.prefill}, {"transfer", t.transfer}, {"decode_queue", t.decode_queue},
+              {"decode", t.decode}};
 }
 void ReadTimings(Reader& r, Timings& t) {
   r.Double("queue", t.queue);

@@ -61,10 +61,10 @@ struct DocumentSpan {
 // A request's CacheBlend settings (the `tandem` extension object); an unset field (negative, or
 // empty) keeps the prefill node's default (--blend_* flags).
 struct BlendSettings {
-  bool enabled = true;           // false: documents are prefilled as ordinary text
-  double recompute_ratio = -1;   // [0, 1]
-  int32_t check_layer = -1;      // [0, n_layers)
-  std::string deviation;         // "" | "value" | "key"
+  bool enabled = true;          // false: documents are prefilled as ordinary text
+  double recompute_ratio = -1;  // [0, 1]
+  int32_t check_layer = -1;     // [0, n_layers)
+  std::string deviation;        // "" | "value" | "key"
   int32_t min_blend_tokens = -1;
 };
 

@@ -240,8 +240,7 @@ absl::StatusOr<KvBlock> KvBlock::BuildImpl(const KvFormat& f, const BlockKey& pa
   h.layout = static_cast<uint8_t>(f.layout);
   h.dtype = static_cast<uint8_t>(KvDTypeCode(f.dtype));
   h.flags = static_cast<uint16_t>(
-      (tokens.size() < static_cast<size_t>(f.block_tokens) ? kFlagPartial : 0) |
-      extra_flags);
+      (tokens.size() < static_cast<size_t>(f.block_tokens) ? kFlagPartial : 0) | extra_flags);
   h.num_layers = static_cast<uint16_t>(k.size());
   h.num_kv_heads = gqa ? static_cast<uint16_t>(t0.shape[1]) : 0;
   h.head_dim_or_rank = static_cast<uint16_t>(gqa ? t0.shape[2] : t0.shape[1]);

@@ -76,10 +76,10 @@ class Bytes {
 inline constexpr size_t kHeaderBytes = 256;
 // Version 1: a segment's KV at the positions it holds in its prompt (prefix-chained keys), K after
 // RoPE. Version 2: a document's position-independent KV (CacheBlend; DocumentKeys), computed after
-// the document preamble, flagged kFlagDocument and saying in `k_rope` how K is stored. Documents are
-// version 2 so that a reader that knows only version 1 refuses them (a `version` miss) instead of
-// importing KV that belongs at other positions; ordinary blocks stay version 1, readable by every
-// node already deployed.
+// the document preamble, flagged kFlagDocument and saying in `k_rope` how K is stored. Documents
+// are version 2 so that a reader that knows only version 1 refuses them (a `version` miss) instead
+// of importing KV that belongs at other positions; ordinary blocks stay version 1, readable by
+// every node already deployed.
 inline constexpr uint16_t kFormatVersion = 1;
 inline constexpr uint16_t kDocumentFormatVersion = 2;
 inline constexpr uint16_t kFlagPartial = 1;

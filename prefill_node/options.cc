@@ -17,8 +17,8 @@ absl::Status PrefillOptions::Validate() const {
         absl::StrCat("--prefill_max_waiting: ", max_waiting, " must be >= 0"));
   }
   if (!(blend.recompute_ratio >= 0.0 && blend.recompute_ratio <= 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat("--blend_recompute_ratio: ",
-                                                   blend.recompute_ratio, " is outside [0, 1]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--blend_recompute_ratio: ", blend.recompute_ratio, " is outside [0, 1]"));
   }
   if (blend.check_layer < 0) {
     return absl::InvalidArgumentError(

@@ -105,8 +105,10 @@ absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& req
     const node_api::DocumentSpan& d = request.documents[i];
     if (d.begin < next || d.end <= d.begin || d.end > static_cast<int32_t>(request.tokens.size())) {
       return Bad(bad, absl::StrCat("documents[", i, "]"),
-                 absl::StrCat("[", d.begin, ", ", d.end, ") is empty, overlaps the previous "
-                              "document or ends past the ", request.tokens.size(), " tokens"));
+                 absl::StrCat("[", d.begin, ", ", d.end,
+                              ") is empty, overlaps the previous "
+                              "document or ends past the ",
+                              request.tokens.size(), " tokens"));
     }
     next = d.end;
   }
@@ -139,7 +141,8 @@ absl::StatusOr<runtime::BlendOptions> PrefillService::BlendFor(
   if (settings.check_layer >= 0) o.check_layer = settings.check_layer;
   if (settings.min_blend_tokens >= 0) o.min_blend_tokens = settings.min_blend_tokens;
   if (!settings.deviation.empty()) {
-    const std::optional<runtime::BlendDeviation> d = runtime::ParseBlendDeviation(settings.deviation);
+    const std::optional<runtime::BlendDeviation> d =
+        runtime::ParseBlendDeviation(settings.deviation);
     if (!d.has_value()) {
       return absl::InvalidArgumentError(
           absl::StrCat("deviation '", settings.deviation, "' is not value or key"));
@@ -361,9 +364,9 @@ absl::StatusOr<std::vector<runtime::BlendDocument>> PrefillService::DocumentsFor
   std::vector<runtime::BlendDocument> out;
   for (const node_api::DocumentSpan& span : request.documents) {
     if (span.begin < prefix) continue;  // within the reused prefix: exact already, or cut by it
-    const absl::Span<const int32_t> tokens = absl::MakeConstSpan(request.tokens)
-                                                 .subspan(static_cast<size_t>(span.begin),
-                                                          static_cast<size_t>(span.end - span.begin));
+    const absl::Span<const int32_t> tokens =
+        absl::MakeConstSpan(request.tokens)
+            .subspan(static_cast<size_t>(span.begin), static_cast<size_t>(span.end - span.begin));
     runtime::BlendDocument doc;
     doc.begin = span.begin;
     for (const kv::Lookup& found :
@@ -373,9 +376,9 @@ absl::StatusOr<std::vector<runtime::BlendDocument>> PrefillService::DocumentsFor
     }
     if (!runtime::CheckDocumentBlocks(doc.blocks, tokens).ok()) {
       ++report.document_misses;
-      TANDEM_ASSIGN_OR_RETURN(doc.blocks,
-                              runtime::ComputeDocumentBlocks(model_->runner(), model_->kv_cache(),
-                                                             format, preamble, tokens));
+      TANDEM_ASSIGN_OR_RETURN(
+          doc.blocks, runtime::ComputeDocumentBlocks(model_->runner(), model_->kv_cache(), format,
+                                                     preamble, tokens));
       if (request.store_kv) {
         for (const kv::KvBlock& b : doc.blocks) store_->PutAsync(b);
       }

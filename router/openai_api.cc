@@ -226,9 +226,9 @@ absl::StatusOr<TandemOptions> ParseTandem(const Json& v) {
   if (const Json* f = Field(v, "check_layer")) {
     TANDEM_ASSIGN_OR_RETURN(t.check_layer, GetInt(*f, "tandem.check_layer"));
     if (*t.check_layer < 0 || *t.check_layer > 1000) {
-      return InvalidParamError("tandem.check_layer",
-                               absl::StrCat("'tandem.check_layer' must be a layer index >= 0; got ",
-                                            *t.check_layer));
+      return InvalidParamError(
+          "tandem.check_layer",
+          absl::StrCat("'tandem.check_layer' must be a layer index >= 0; got ", *t.check_layer));
     }
   }
   if (const Json* f = Field(v, "blend_deviation")) {

@@ -378,13 +378,11 @@ std::string TandemJson(const ActiveRequest& a, const Json& timings) {
   j["decode_node"] = a.decode_node.node_id.empty() ? a.decode_node.id : a.decode_node.node_id;
   j["timings_ms"] = timings;
   const node_api::BlendReport& blend = a.prefill.blend;
-  j["kv"] = Json{{"cached_tokens", a.prefill.cached_tokens},
-                 {"transfer_bytes", a.prefill.transfer_bytes},
-                 {"reused_tokens", blend.reused_tokens},
-                 {"recomputed_tokens", blend.recomputed_tokens},
-                 {"computed_tokens", blend.computed_tokens},
-                 {"document_hits", blend.document_hits},
-                 {"document_misses", blend.document_misses}};
+  j["kv"] = Json{
+      {"cached_tokens", a.prefill.cached_tokens}, {"transfer_bytes", a.prefill.transfer_bytes},
+      {"reused_tokens", blend.reused_tokens},     {"recomputed_tokens", blend.recomputed_tokens},
+      {"computed_tokens", blend.computed_tokens}, {"document_hits", blend.document_hits},
+      {"document_misses", blend.document_misses}};
   j["attention"] = Json{{"method", a.prefill.attention_method},
                         {"density", a.prefill.attention_density}};
   // The sampling the nodes ran with, defaults filled in (the seed stays the client's business).

@@ -62,15 +62,16 @@ absl::StatusOr<SegmentedPrompt> SegmentPrompt(const CompletionRequest& r,
     for (const ContentPart& p : m.content) documents += p.type == ContentPart::Type::kDocument;
   }
   if (documents > kMaxDocuments) {
-    return InvalidParamError("documents", absl::StrCat("the request carries ", documents,
-                                                       " documents; at most ", kMaxDocuments,
-                                                       " are allowed"));
+    return InvalidParamError("documents",
+                             absl::StrCat("the request carries ", documents, " documents; at most ",
+                                          kMaxDocuments, " are allowed"));
   }
   std::vector<EncodedDocument> top;
   for (size_t i = 0; i < r.documents.size(); ++i) {
-    TANDEM_ASSIGN_OR_RETURN(EncodedDocument d,
-                            EncodeDocument(r.documents[i].text, absl::StrCat("documents[", i, "].text"),
-                                           tokenizer, context_length));
+    TANDEM_ASSIGN_OR_RETURN(
+        EncodedDocument d,
+        EncodeDocument(r.documents[i].text, absl::StrCat("documents[", i, "].text"), tokenizer,
+                       context_length));
     top.push_back(std::move(d));
   }
 
@@ -94,16 +95,16 @@ absl::StatusOr<SegmentedPrompt> SegmentPrompt(const CompletionRequest& r,
       }
       TANDEM_ASSIGN_OR_RETURN(
           EncodedDocument d,
-          EncodeDocument(p.text, absl::StrCat("messages[", i, "].content[", j, "].text"),
-                         tokenizer, context_length));
+          EncodeDocument(p.text, absl::StrCat("messages[", i, "].content[", j, "].text"), tokenizer,
+                         context_length));
       piece.documents.push_back(std::move(d));
       any_documents = true;
     }
     pieces.push_back(std::move(piece));
   }
   if (!top.empty()) {
-    auto user = std::find_if(pieces.begin(), pieces.end(),
-                             [](const Piece& p) { return p.role == "user"; });
+    auto user =
+        std::find_if(pieces.begin(), pieces.end(), [](const Piece& p) { return p.role == "user"; });
     if (user == pieces.end()) user = pieces.insert(pieces.begin(), Piece{"user", "", {}});
     user->documents.insert(user->documents.begin(), std::make_move_iterator(top.begin()),
                            std::make_move_iterator(top.end()));

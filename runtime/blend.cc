@@ -59,7 +59,8 @@ absl::Status CheckInput(const model::ModelRunner& runner, model::KvCache& cache,
   }
   if (cache.Length(in.seq) != in.cached_prefix) {
     return absl::InvalidArgumentError(absl::StrCat("blend: the sequence holds ",
-                                                   cache.Length(in.seq), " tokens, the cached "
+                                                   cache.Length(in.seq),
+                                                   " tokens, the cached "
                                                    "prefix is ",
                                                    in.cached_prefix));
   }
@@ -67,10 +68,9 @@ absl::Status CheckInput(const model::ModelRunner& runner, model::KvCache& cache,
   cache.DescribeFormat(layout);
   const model::KvRowFormat rows = cache.row_format();
   if (layout.layout != KvLayout::kGqa || rows.layers != runner.config().n_layers) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("blend: the ", AV(cache.layout()), " layout keeps ",
-                     AV(KvLayoutName(layout.layout)),
-                     " rows; blending re-rotates K and needs the gqa rows of this model"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "blend: the ", AV(cache.layout()), " layout keeps ", AV(KvLayoutName(layout.layout)),
+        " rows; blending re-rotates K and needs the gqa rows of this model"));
   }
   int32_t next = in.cached_prefix;
   for (size_t i = 0; i < in.documents.size(); ++i) {
@@ -82,9 +82,8 @@ absl::Status CheckInput(const model::ModelRunner& runner, model::KvCache& cache,
                        "the prompt's ",
                        n, " tokens"));
     }
-    TANDEM_RETURN_IF_ERROR(
-        CheckDocumentBlocks(d.blocks, in.tokens.subspan(static_cast<size_t>(d.begin),
-                                                        static_cast<size_t>(d.size()))));
+    TANDEM_RETURN_IF_ERROR(CheckDocumentBlocks(
+        d.blocks, in.tokens.subspan(static_cast<size_t>(d.begin), static_cast<size_t>(d.size()))));
     for (const kv::KvBlock& b : d.blocks) {
       if (b.num_layers() != rows.layers || DTypeFromKvCode(b.header().dtype) != rows.dtype ||
           b.k(0).ndim != 3 || b.k(0).shape[1] != rows.row_shape[0] ||
@@ -176,22 +175,24 @@ absl::StatusOr<std::vector<float>> Deviation(model::ModelRunner& runner, model::
     std::vector<uint8_t> k(static_cast<size_t>(rows.row_bytes() * count));
     std::vector<uint8_t> v(k.size());
     const std::vector<int64_t> shape = {count, rows.row_shape[0], rows.row_shape[1]};
-    TANDEM_RETURN_IF_ERROR(
-        cache.ReadTokens(in.seq, layer, d.begin, TensorView::Contiguous(k.data(), rows.dtype, shape),
-                         TensorView::Contiguous(v.data(), rows.dtype, shape)));
+    TANDEM_RETURN_IF_ERROR(cache.ReadTokens(in.seq, layer, d.begin,
+                                            TensorView::Contiguous(k.data(), rows.dtype, shape),
+                                            TensorView::Contiguous(v.data(), rows.dtype, shape)));
     ToF32(deviation == BlendDeviation::kKey ? k.data() : v.data(), rows.dtype, count * row,
           fresh.data() + offset * row);
     offset += count;
   }
-  TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer a, kernels::DeviceBuffer::Create(backend, n * row * 4));
-  TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer b, kernels::DeviceBuffer::Create(backend, n * row * 4));
+  TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer a,
+                          kernels::DeviceBuffer::Create(backend, n * row * 4));
+  TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer b,
+                          kernels::DeviceBuffer::Create(backend, n * row * 4));
   TANDEM_ASSIGN_OR_RETURN(kernels::DeviceBuffer out, kernels::DeviceBuffer::Create(backend, n * 4));
   TANDEM_RETURN_IF_ERROR(backend.CopyToDevice(a.data(), fresh.data(), n * row * 4));
   TANDEM_RETURN_IF_ERROR(backend.CopyToDevice(b.data(), stored.data(), n * row * 4));
-  TANDEM_RETURN_IF_ERROR(backend.Run(kernels::RowDistanceParams{
-      .a = a.View(DType::kF32, {n, row}),
-      .b = b.View(DType::kF32, {n, row}),
-      .out = out.View(DType::kF32, {n})}));
+  TANDEM_RETURN_IF_ERROR(
+      backend.Run(kernels::RowDistanceParams{.a = a.View(DType::kF32, {n, row}),
+                                             .b = b.View(DType::kF32, {n, row}),
+                                             .out = out.View(DType::kF32, {n})}));
   std::vector<float> dev(static_cast<size_t>(n));
   TANDEM_RETURN_IF_ERROR(backend.CopyToHost(dev.data(), out.data(), n * 4));
   TANDEM_RETURN_IF_ERROR(backend.Synchronize());
@@ -211,8 +212,7 @@ absl::StatusOr<model::Logits> ComputeRows(model::ModelRunner& runner, model::KvC
     batch.positions.push_back(p);
   }
   TANDEM_ASSIGN_OR_RETURN(model::HiddenStates hidden, runner.Embed(ids));
-  TANDEM_RETURN_IF_ERROR(
-      runner.RunLayers(batch, cache, 0, runner.config().n_layers, hidden));
+  TANDEM_RETURN_IF_ERROR(runner.RunLayers(batch, cache, 0, runner.config().n_layers, hidden));
   return runner.ComputeLogits(hidden, {hidden.rows() - 1});
 }
 
@@ -234,8 +234,8 @@ absl::Status BlendOptions::Validate(const format::ModelConfig& config) const {
         absl::StrCat("recompute_ratio ", recompute_ratio, " is outside [0, 1]"));
   }
   if (check_layer < 0 || check_layer >= config.n_layers) {
-    return absl::InvalidArgumentError(absl::StrCat("check_layer ", check_layer,
-                                                   " is outside [0, ", config.n_layers, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("check_layer ", check_layer, " is outside [0, ", config.n_layers, ")"));
   }
   if (min_blend_tokens < 0) {
     return absl::InvalidArgumentError(
@@ -252,9 +252,8 @@ int32_t BlendDocument::size() const {
 
 std::vector<int32_t> SelectHighDeviation(absl::Span<const float> deviation, double ratio) {
   const int64_t n = static_cast<int64_t>(deviation.size());
-  const int64_t count =
-      std::clamp<int64_t>(static_cast<int64_t>(std::floor(ratio * static_cast<double>(n) + 1e-9)),
-                          0, n);
+  const int64_t count = std::clamp<int64_t>(
+      static_cast<int64_t>(std::floor(ratio * static_cast<double>(n) + 1e-9)), 0, n);
   std::vector<int32_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + count, order.end(), [&](int32_t a, int32_t b) {
@@ -355,9 +354,9 @@ absl::StatusOr<BlendResult> Blend(model::ModelRunner& runner, model::KvCache& ca
   // Layers 0..check over every token after the prefix.
   model::RowBatch all_rows;
   all_rows.Add(in.seq, prefix, n - prefix);
-  TANDEM_ASSIGN_OR_RETURN(
-      model::HiddenStates hidden,
-      runner.Embed(in.tokens.subspan(static_cast<size_t>(prefix), static_cast<size_t>(n - prefix))));
+  TANDEM_ASSIGN_OR_RETURN(model::HiddenStates hidden,
+                          runner.Embed(in.tokens.subspan(static_cast<size_t>(prefix),
+                                                         static_cast<size_t>(n - prefix))));
   TANDEM_RETURN_IF_ERROR(runner.RunLayers(all_rows, cache, 0, check + 1, hidden));
 
   // The tokens whose KV deviates most at the check layer, plus everything outside documents.

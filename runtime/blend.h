@@ -88,8 +88,8 @@ struct BlendStats {
   int32_t recomputed_tokens = 0;  // of those, recomputed after the check layer
   int32_t computed_tokens = 0;    // other tokens after the cached prefix, computed in full
   std::vector<int32_t> recomputed_positions;  // prompt positions of the recomputed tokens
-  double import_seconds = 0.0;    // writing and re-rotating the stored KV
-  double compute_seconds = 0.0;   // the layers, deviation and selection
+  double import_seconds = 0.0;                // writing and re-rotating the stored KV
+  double compute_seconds = 0.0;               // the layers, deviation and selection
 };
 
 struct BlendResult {

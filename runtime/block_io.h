@@ -25,7 +25,8 @@ namespace tandem::runtime {
 // gaps. The sequence's length becomes max(length, end of the last block). InvalidArgument when a
 // block's layers, dtype or shape differ from the cache's, blocks leave a gap, or the first block
 // starts past the sequence's length, or a block is a document block (KvBlock kFlagDocument: its KV
-// belongs at other positions until blending re-rotates it); ResourceExhausted when the cache is full.
+// belongs at other positions until blending re-rotates it); ResourceExhausted when the cache is
+// full.
 absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
                           absl::Span<const kv::KvBlock> blocks);
 

@@ -90,14 +90,15 @@ absl::Status CheckDocumentBlocks(absl::Span<const kv::KvBlock> blocks,
     const absl::Span<const KvTokenId> held = block.tokens();
     if (offset + held.size() > tokens.size() ||
         !std::equal(held.begin(), held.end(), tokens.begin() + static_cast<int64_t>(offset))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "document blocks: block ", b, " holds other tokens than the document at offset ", offset));
+      return absl::InvalidArgumentError(
+          absl::StrCat("document blocks: block ", b,
+                       " holds other tokens than the document at offset ", offset));
     }
     offset += held.size();
   }
   if (offset != tokens.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("document blocks: hold ", offset, " of ",
-                                                   tokens.size(), " document tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("document blocks: hold ", offset, " of ", tokens.size(), " document tokens"));
   }
   return absl::OkStatus();
 }

@@ -27,8 +27,8 @@ namespace tandem::runtime {
 
 // The tokens every document's KV is computed after, defined once: the model's BOS token
 // (<|im_start|> for SmolLM2), which every ChatML prompt starts with and which takes the attention
-// sink a lone document would otherwise make of its own first token. Empty when the model has no BOS.
-// A document placed right after this preamble at position 0 of a prompt is an exact prefix.
+// sink a lone document would otherwise make of its own first token. Empty when the model has no
+// BOS. A document placed right after this preamble at position 0 of a prompt is an exact prefix.
 std::vector<int32_t> DocumentPreamble(const format::ModelConfig& config);
 
 // The document's KV: `tokens` forwarded after `preamble` in a scratch sequence of `cache` (removed

@@ -117,8 +117,8 @@ class SoftmaxCase : public OpCase {
   float scale_;
 };
 
-// A token's reused K (or V) against the fresh one: b is a plus noise of `spread`, so rows range from
-// nearly equal (the common case) to far apart.
+// A token's reused K (or V) against the fresh one: b is a plus noise of `spread`, so rows range
+// from nearly equal (the common case) to far apart.
 class RowDistanceCase : public OpCase {
  public:
   RowDistanceCase(int64_t n, int64_t d) : n_(n), d_(d) {}

@@ -263,8 +263,8 @@ TEST(KvBlockTest, DocumentBlocksAreVersionTwoAndSayHowKIsStored) {
   EXPECT_NE(root, f.Root());
   EXPECT_NE(DocumentKeys(f, preamble, tokens)[0], ChainKeys(f, tokens)[0]);
   EXPECT_NE(DocumentKeys(f, preamble, tokens)[0], DocumentKeys(f, {}, tokens)[0]);
-  ASSERT_OK_AND_ASSIGN(KvBlock b, KvBlock::BuildDocument(f, root, tokens, 1, {t}, {t},
-                                                         KRope::kUnrotated));
+  ASSERT_OK_AND_ASSIGN(KvBlock b,
+                       KvBlock::BuildDocument(f, root, tokens, 1, {t}, {t}, KRope::kUnrotated));
   EXPECT_EQ(b.key(), DocumentKeys(f, preamble, tokens)[0]);
   EXPECT_EQ(LoadLe<uint16_t>(b.bytes().data(), 4), kDocumentFormatVersion);
   EXPECT_NE(LoadLe<uint16_t>(b.bytes().data(), 4), 1);  // what a version-1 reader requires
@@ -278,8 +278,7 @@ TEST(KvBlockTest, DocumentBlocksAreVersionTwoAndSayHowKIsStored) {
   ASSERT_OK_AND_ASSIGN(KvBlock plain, KvBlock::Build(f, f.Root(), tokens, 0, {t}, {t}));
   EXPECT_EQ(LoadLe<uint16_t>(plain.bytes().data(), 4), kFormatVersion);
   EXPECT_FALSE(plain.header().is_document());
-  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(plain, 138, kFlagDocument), f,
-                                    plain.key())),
+  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(plain, 138, kFlagDocument), f, plain.key())),
             MissReason::kHeader);
   EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(b, 138, 0), f, b.key())),
             MissReason::kHeader);

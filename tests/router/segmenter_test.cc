@@ -1,7 +1,7 @@
-// Documents tokenized on their own and joined as ids (router/segmenter.h), on the real tokenizer and
-// chat template: every span holds exactly Encode(document), the text around the documents encodes
-// as the template would, a request without documents encodes as before, and bad documents are 400s
-// naming the field.
+// Documents tokenized on their own and joined as ids (router/segmenter.h), on the real tokenizer
+// and chat template: every span holds exactly Encode(document), the text around the documents
+// encodes as the template would, a request without documents encodes as before, and bad documents
+// are 400s naming the field.
 #include "router/segmenter.h"
 
 #include <string>

@@ -1,5 +1,5 @@
-// CacheBlend in the forward pass (runtime/blend.h) on the real model, documents of real-looking text
-// stored once as position-independent document blocks (runtime/document_kv.h) and blended into
+// CacheBlend in the forward pass (runtime/blend.h) on the real model, documents of real-looking
+// text stored once as position-independent document blocks (runtime/document_kv.h) and blended into
 // prompts that place them elsewhere:
 //  - recompute ratio 1 is full prefill (logits within the harness tolerance, greedy identical);
 //  - ratio 0 is plain reuse: every document row of every layer is the stored KV, re-rotated, and
@@ -124,8 +124,8 @@ class BlendTest : public ::testing::Test {
   }
 
   // The preamble prefilled as the cached prefix, then the blend (sequence left for the caller).
-  static std::vector<float> Blended(const Prompt& p, const BlendOptions& options,
-                                    model::SeqId* seq, BlendStats* stats) {
+  static std::vector<float> Blended(const Prompt& p, const BlendOptions& options, model::SeqId* seq,
+                                    BlendStats* stats) {
     *seq = cache_->AddSequence().value();
     model::ForwardBatch batch;
     batch.Add(*seq, *preamble_, 0, false);
@@ -148,7 +148,8 @@ class BlendTest : public ::testing::Test {
     const auto& shape = cache_->row_format().row_shape;
     std::vector<float> k(static_cast<size_t>(count * shape[0] * shape[1])), v(k.size());
     EXPECT_OK(cache_->ReadTokens(
-        seq, layer, begin, TensorView::Contiguous(k.data(), DType::kF32, {count, shape[0], shape[1]}),
+        seq, layer, begin,
+        TensorView::Contiguous(k.data(), DType::kF32, {count, shape[0], shape[1]}),
         TensorView::Contiguous(v.data(), DType::kF32, {count, shape[0], shape[1]})));
     return {k, v};
   }
@@ -159,7 +160,8 @@ class BlendTest : public ::testing::Test {
     std::vector<int32_t> out;
     std::vector<float> row = logits;
     for (int s = 0; s < steps; ++s) {
-      const int32_t next = static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
+      const int32_t next =
+          static_cast<int32_t>(std::max_element(row.begin(), row.end()) - row.begin());
       out.push_back(next);
       model::ForwardBatch batch;
       batch.Add(seq, {next}, length + s, true);
@@ -202,7 +204,8 @@ TEST_F(BlendTest, DocumentBlocksAreKeyedByTheirOwnTokensAndRefusedByPrefixImport
   EXPECT_EQ(blocks[2].pos_begin(), 1 + 64);
   EXPECT_TRUE(blocks[0].header().is_document());
   EXPECT_OK(CheckDocumentBlocks(blocks, (*docs_)[0]));
-  EXPECT_THAT(CheckDocumentBlocks(blocks, (*docs_)[1]), StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(CheckDocumentBlocks(blocks, (*docs_)[1]),
+              StatusIs(absl::StatusCode::kInvalidArgument));
   const model::SeqId seq = cache_->AddSequence().value();
   EXPECT_THAT(ImportBlocks(*cache_, seq, blocks),
               StatusIs(absl::StatusCode::kInvalidArgument, "position-independent"));
@@ -266,16 +269,19 @@ TEST_F(BlendTest, RatioZeroIsPlainReuseOfTheStoredKv) {
         const TensorView k0 = b.k(layer);
         std::vector<float> k(k0.as<const float>(), k0.as<const float>() + k0.numel());
         std::vector<int32_t> delta(static_cast<size_t>(b.num_tokens()), at - b.pos_begin());
-        TensorView kv = TensorView::Contiguous(k.data(), DType::kF32, {k0.shape[0], k0.shape[1], k0.shape[2]});
-        ASSERT_OK(model::RotateKeys(ref, runner_->config(), kv,
-                                    TensorView::Contiguous(delta.data(), DType::kI32, {b.num_tokens()})));
+        TensorView kv =
+            TensorView::Contiguous(k.data(), DType::kF32, {k0.shape[0], k0.shape[1], k0.shape[2]});
+        ASSERT_OK(
+            model::RotateKeys(ref, runner_->config(), kv,
+                              TensorView::Contiguous(delta.data(), DType::kI32, {b.num_tokens()})));
         ASSERT_OK(cache_->WriteTokens(manual, layer, at, kv, b.v(layer)));
         const auto [bk, bv] = Rows(seq, layer, at, b.num_tokens());
         const TensorView v0 = b.v(layer);
         EXPECT_EQ(bv, std::vector<float>(v0.as<const float>(), v0.as<const float>() + v0.numel()))
             << "layer " << layer;
         double worst = 0.0;
-        for (size_t i = 0; i < k.size(); ++i) worst = std::max(worst, double{std::fabs(bk[i] - k[i])});
+        for (size_t i = 0; i < k.size(); ++i)
+          worst = std::max(worst, double{std::fabs(bk[i] - k[i])});
         EXPECT_EQ(worst, 0.0) << "layer " << layer;
       }
       at += b.num_tokens();
@@ -365,7 +371,8 @@ TEST_F(BlendTest, SelectedTokensNeverReadLaterKeys) {
   for (int layer = options.check_layer + 1; layer < runner_->config().n_layers; ++layer) {
     for (int32_t pos : st1.recomputed_positions) {
       ASSERT_LT(pos, question_at);
-      EXPECT_EQ(Rows(s1, layer, pos, 1), Rows(s2, layer, pos, 1)) << "layer " << layer << " pos " << pos;
+      EXPECT_EQ(Rows(s1, layer, pos, 1), Rows(s2, layer, pos, 1))
+          << "layer " << layer << " pos " << pos;
     }
     const int32_t last = static_cast<int32_t>(p1.tokens.size()) - 1;
     questions_differ |= Rows(s1, layer, last, 1) != Rows(s2, layer, last, 1);
@@ -381,9 +388,11 @@ TEST_F(BlendTest, SelectedTokensNeverReadLaterKeys) {
   for (size_t i = 0; i < rows.size(); ++i) {
     bottom_right.seq_ids.push_back(s1);
     bottom_right.positions.push_back(rows[i]);
-    bottom_right.key_limits.push_back(n - static_cast<int32_t>(rows.size()) + static_cast<int32_t>(i) + 1);
+    bottom_right.key_limits.push_back(n - static_cast<int32_t>(rows.size()) +
+                                      static_cast<int32_t>(i) + 1);
   }
-  ASSERT_OK_AND_ASSIGN(model::HiddenStates h, runner_->Embed(std::vector<int32_t>(rows.size(), 100)));
+  ASSERT_OK_AND_ASSIGN(model::HiddenStates h,
+                       runner_->Embed(std::vector<int32_t>(rows.size(), 100)));
   EXPECT_THAT(runner_->RunLayers(bottom_right, *cache_, 2, 3, h),
               StatusIs(absl::StatusCode::kInvalidArgument));
   cache_->RemoveSequence(s1);
@@ -409,10 +418,11 @@ TEST_F(BlendTest, OtherOrderAndOtherQuestionReuseTheKvAndBeatPlainReuse) {
     EXPECT_NEAR(fraction, 0.15, 0.02);
     EXPECT_EQ(st15.computed_tokens, static_cast<int32_t>(filler_->size() + question->size()));
     const double n15 = Nmse(full, b15), n0 = Nmse(full, b0);
-    std::printf("BLEND order %zu docs: recomputed %d/%d, NMSE vs full: ratio 0.15 %.3g, ratio 0 "
-                "%.3g; top-1 full %d, 0.15 %d, 0 %d\n",
-                order.size(), st15.recomputed_tokens, st15.reused_tokens, n15, n0, Top1(full),
-                Top1(b15), Top1(b0));
+    std::printf(
+        "BLEND order %zu docs: recomputed %d/%d, NMSE vs full: ratio 0.15 %.3g, ratio 0 "
+        "%.3g; top-1 full %d, 0.15 %d, 0 %d\n",
+        order.size(), st15.recomputed_tokens, st15.reused_tokens, n15, n0, Top1(full), Top1(b15),
+        Top1(b0));
     EXPECT_LT(n15, n0);
     for (model::SeqId s : {full_seq, s15, s0}) cache_->RemoveSequence(s);
   }
