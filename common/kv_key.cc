@@ -178,17 +178,43 @@ BlockKey NextBlockKey(const BlockKey& parent, absl::Span<const KvTokenId> tokens
   return k;
 }
 
-std::vector<BlockKey> ChainKeys(const KvFormat& format,
+namespace {
+
+std::vector<BlockKey> ChainFrom(BlockKey parent, int32_t block_tokens,
                                 absl::Span<const KvTokenId> segment_tokens) {
   std::vector<BlockKey> keys;
-  const size_t bt = static_cast<size_t>(format.block_tokens > 0 ? format.block_tokens : 1);
+  const size_t bt = static_cast<size_t>(block_tokens > 0 ? block_tokens : 1);
   keys.reserve((segment_tokens.size() + bt - 1) / bt);
-  BlockKey parent = format.Root();
   for (size_t i = 0; i < segment_tokens.size(); i += bt) {
     parent = NextBlockKey(parent, segment_tokens.subspan(i, std::min(bt, segment_tokens.size() - i)));
     keys.push_back(parent);
   }
   return keys;
+}
+
+}  // namespace
+
+std::vector<BlockKey> ChainKeys(const KvFormat& format,
+                                absl::Span<const KvTokenId> segment_tokens) {
+  return ChainFrom(format.Root(), format.block_tokens, segment_tokens);
+}
+
+BlockKey DocumentRoot(const KvFormat& format, absl::Span<const KvTokenId> preamble) {
+  Sha256Hasher h;
+  h.Update(std::string_view("tandem-doc-v1"));
+  const BlockKey root = format.Root();
+  h.Update(root.bytes.data(), root.bytes.size());
+  std::string buf;
+  for (KvTokenId t : preamble) PutU32(&buf, static_cast<uint32_t>(t));
+  h.Update(buf);
+  BlockKey k;
+  k.bytes = h.Finish();
+  return k;
+}
+
+std::vector<BlockKey> DocumentKeys(const KvFormat& format, absl::Span<const KvTokenId> preamble,
+                                   absl::Span<const KvTokenId> document_tokens) {
+  return ChainFrom(DocumentRoot(format, preamble), format.block_tokens, document_tokens);
 }
 
 }  // namespace tandem

@@ -94,4 +94,13 @@ BlockKey NextBlockKey(const BlockKey& parent, absl::Span<const KvTokenId> tokens
 // tokens. An empty segment has no keys.
 std::vector<BlockKey> ChainKeys(const KvFormat& format, absl::Span<const KvTokenId> segment_tokens);
 
+// Document KV (CacheBlend, ARCHITECTURE.md §4.5): a document's KV is computed alone after a fixed
+// `preamble` and reused at any position, so its keys chain over its own tokens only, from a root
+// that names the format and the preamble and can never equal format.Root() or a prefix chain:
+// SHA-256("tandem-doc-v1" | Root() | u32le preamble tokens).
+BlockKey DocumentRoot(const KvFormat& format, absl::Span<const KvTokenId> preamble);
+// ChainKeys from DocumentRoot(format, preamble) instead of format.Root().
+std::vector<BlockKey> DocumentKeys(const KvFormat& format, absl::Span<const KvTokenId> preamble,
+                                   absl::Span<const KvTokenId> document_tokens);
+
 }  // namespace tandem

@@ -186,17 +186,32 @@ void ReadTarget(Reader& r, DecodeTarget& t) {
 }
 
 Json TimingsToJson(const Timings& t) {
-  return Json{{"queue", t.queue},       {"kv_load", t.kv_load},
-              {"prefill", t.prefill},   {"transfer", t.transfer},
-              {"decode_queue", t.decode_queue}, {"decode", t.decode}};
+  return Json{{"queue", t.queue},     {"kv_load", t.kv_load},   {"blend", t.blend},
+              {"prefill", t.prefill}, {"transfer", t.transfer}, {"decode_queue", t.decode_queue},
+              {"decode", t.decode}};
 }
 void ReadTimings(Reader& r, Timings& t) {
   r.Double("queue", t.queue);
   r.Double("kv_load", t.kv_load);
+  r.Double("blend", t.blend);
   r.Double("prefill", t.prefill);
   r.Double("transfer", t.transfer);
   r.Double("decode_queue", t.decode_queue);
   r.Double("decode", t.decode);
+}
+
+Json DocumentsToJson(const std::vector<DocumentSpan>& docs) {
+  Json out = Json::array();
+  for (const DocumentSpan& d : docs) out.push_back(Json{{"begin", d.begin}, {"end", d.end}});
+  return out;
+}
+
+Json BlendSettingsToJson(const BlendSettings& b) {
+  return Json{{"enabled", b.enabled},
+              {"recompute_ratio", b.recompute_ratio},
+              {"check_layer", b.check_layer},
+              {"deviation", b.deviation},
+              {"min_blend_tokens", b.min_blend_tokens}};
 }
 
 template <typename T, typename F>
@@ -245,6 +260,8 @@ absl::StatusOr<ReserveReply> FromJson(std::string_view body) {
 std::string ToJson(const PrefillRequest& v) {
   return Dump(Json{{"request_id", v.request_id},
                    {"tokens", v.tokens},
+                   {"documents", DocumentsToJson(v.documents)},
+                   {"blend", BlendSettingsToJson(v.blend)},
                    {"sampling", SamplingToJson(v.sampling)},
                    {"sparse_prefill", v.sparse_prefill},
                    {"store_kv", v.store_kv},
@@ -256,6 +273,19 @@ absl::StatusOr<PrefillRequest> FromJson(std::string_view body) {
   return ReadBody<PrefillRequest>(body, [](Reader& r, PrefillRequest& v) {
     r.String("request_id", v.request_id, true);
     r.Tokens("tokens", v.tokens);
+    r.Array("documents", [&](Reader& d) {
+      DocumentSpan span;
+      d.Int32("begin", span.begin, true);
+      d.Int32("end", span.end, true);
+      v.documents.push_back(span);
+    });
+    r.Object("blend", false, [&](Reader& b) {
+      b.Bool("enabled", v.blend.enabled);
+      b.Double("recompute_ratio", v.blend.recompute_ratio);
+      b.Int32("check_layer", v.blend.check_layer);
+      b.String("deviation", v.blend.deviation);
+      b.Int32("min_blend_tokens", v.blend.min_blend_tokens);
+    });
     r.Object("sampling", false, [&](Reader& s) { ReadSampling(s, v.sampling); });
     r.String("sparse_prefill", v.sparse_prefill);
     r.Bool("store_kv", v.store_kv);
@@ -266,6 +296,11 @@ absl::StatusOr<PrefillRequest> FromJson(std::string_view body) {
 
 std::string ToJson(const PrefillReply& v) {
   return Dump(Json{{"first_token", v.first_token},
+                   {"blend", Json{{"reused_tokens", v.blend.reused_tokens},
+                                  {"recomputed_tokens", v.blend.recomputed_tokens},
+                                  {"computed_tokens", v.blend.computed_tokens},
+                                  {"document_hits", v.blend.document_hits},
+                                  {"document_misses", v.blend.document_misses}}},
                    {"rng_state", std::to_string(v.rng_state)},
                    {"transfer_id", v.transfer_id},
                    {"prompt_tokens", v.prompt_tokens},
@@ -287,6 +322,13 @@ absl::StatusOr<PrefillReply> FromJson(std::string_view body) {
     r.String("attention_method", v.attention_method);
     r.Double("attention_density", v.attention_density);
     r.Object("timings_ms", false, [&](Reader& t) { ReadTimings(t, v.timings); });
+    r.Object("blend", false, [&](Reader& b) {
+      b.Int("reused_tokens", v.blend.reused_tokens);
+      b.Int("recomputed_tokens", v.blend.recomputed_tokens);
+      b.Int("computed_tokens", v.blend.computed_tokens);
+      b.Int("document_hits", v.blend.document_hits);
+      b.Int("document_misses", v.blend.document_misses);
+    });
   });
 }
 

@@ -52,9 +52,27 @@ struct ReserveReply {
   int64_t expires_ms = 0;
 };
 
+// One retrieved document of a prompt: tokens [begin, end), tokenized on its own (CacheBlend).
+struct DocumentSpan {
+  int32_t begin = 0;
+  int32_t end = 0;
+};
+
+// A request's CacheBlend settings (the `tandem` extension object); an unset field (negative, or
+// empty) keeps the prefill node's default (--blend_* flags).
+struct BlendSettings {
+  bool enabled = true;          // false: documents are prefilled as ordinary text
+  double recompute_ratio = -1;  // [0, 1]
+  int32_t check_layer = -1;     // [0, n_layers)
+  std::string deviation;        // "" | "value" | "key"
+  int32_t min_blend_tokens = -1;
+};
+
 struct PrefillRequest {
   std::string request_id;
   std::vector<int32_t> tokens;
+  std::vector<DocumentSpan> documents;  // in order, disjoint, within tokens
+  BlendSettings blend;
   Sampling sampling;
   std::string sparse_prefill;  // "" = the node's default; dense | sale | power
   bool store_kv = true;        // store the prompt's full blocks in the node's KV store
@@ -66,14 +84,27 @@ struct PrefillRequest {
 struct Timings {
   double queue = 0;
   double kv_load = 0;
+  double blend = 0;  // CacheBlend: re-rotation, deviation check and recompute
   double prefill = 0;
   double transfer = 0;
   double decode_queue = 0;
   double decode = 0;
 };
 
+// What blending did for one request (ARCHITECTURE.md §5.2 "kv"): document tokens whose stored KV
+// was reused, of those the ones recomputed after the check layer, and the other tokens computed;
+// documents found in the store or computed and stored because they were missing.
+struct BlendReport {
+  int64_t reused_tokens = 0;
+  int64_t recomputed_tokens = 0;
+  int64_t computed_tokens = 0;
+  int64_t document_hits = 0;
+  int64_t document_misses = 0;
+};
+
 struct PrefillReply {
   int32_t first_token = -1;
+  BlendReport blend;
   uint64_t rng_state = 0;  // after the first sample; the decode node continues from it
   std::string transfer_id;
   int64_t prompt_tokens = 0;

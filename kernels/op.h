@@ -78,6 +78,16 @@ struct SoftmaxParams {
   float scale = 1.0f;
 };
 
+// out[i] = sum_j (a[i, j] - b[i, j])^2: the squared L2 distance of each row pair. CacheBlend ranks
+// tokens by how far their reused K or V (one row = all of a token's KV heads) is from the freshly
+// computed one; the top rows are recomputed.
+struct RowDistanceParams {
+  static constexpr std::string_view kName = "row_distance";
+  TensorView a;    // [n, d] f32
+  TensorView b;    // [n, d] f32
+  TensorView out;  // [n] f32, must not alias a or b
+};
+
 // Writes token t's K and V into the paged pools at slot slots[t] (page = slot / page_tokens,
 // offset = slot % page_tokens), converting f32 to the pool's dtype (f32 or f16, round to nearest).
 struct KvWriteParams {
@@ -193,7 +203,7 @@ struct SampleParams {
 // accelerated, the backend's kernel and one table line.
 using OpCall = std::variant<MatMulParams, EmbeddingParams, RmsNormParams, RopeParams, SwiGluParams,
                             SoftmaxParams, KvWriteParams, KvGatherParams, PagedAttentionParams,
-                            SampleParams, AttentionPrefillParams>;
+                            SampleParams, AttentionPrefillParams, RowDistanceParams>;
 
 // The call's kName, "matmul", "embedding", ...: for messages, metrics and the harness's --ops filter.
 std::string_view OpName(const OpCall& call);

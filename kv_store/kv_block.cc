@@ -49,6 +49,7 @@ void EncodeHeader(const BlockHeader& h, uint8_t* p) {
   StoreLe<uint64_t>(p, 168, h.payload_offset);
   StoreLe<uint64_t>(p, 176, h.payload_bytes);
   StoreLe<uint64_t>(p, 184, h.payload_checksum);
+  if (h.format_version >= kDocumentFormatVersion) p[192] = static_cast<uint8_t>(h.k_rope);
   StoreLe<uint64_t>(p, 248, Xxh3_64(p, 248));
 }
 
@@ -72,6 +73,7 @@ BlockHeader DecodeHeader(const uint8_t* p) {
   h.payload_offset = LoadLe<uint64_t>(p, 168);
   h.payload_bytes = LoadLe<uint64_t>(p, 176);
   h.payload_checksum = LoadLe<uint64_t>(p, 184);
+  h.k_rope = static_cast<KRope>(p[192]);  // checked by ParseImpl
   return h;
 }
 
@@ -172,6 +174,26 @@ absl::StatusOr<KvBlock> KvBlock::Build(const KvFormat& f, const BlockKey& parent
                                        absl::Span<const KvTokenId> tokens, int32_t pos_begin,
                                        absl::Span<const TensorView> k,
                                        absl::Span<const TensorView> v, bool holds_generated) {
+  return BuildImpl(f, parent, tokens, pos_begin, k, v, holds_generated ? kFlagGenerated : 0,
+                   kFormatVersion, KRope::kRotated);
+}
+
+absl::StatusOr<KvBlock> KvBlock::BuildDocument(const KvFormat& f, const BlockKey& parent,
+                                               absl::Span<const KvTokenId> tokens,
+                                               int32_t pos_begin, absl::Span<const TensorView> k,
+                                               absl::Span<const TensorView> v, KRope k_rope) {
+  if (k_rope != KRope::kRotated && k_rope != KRope::kUnrotated) {
+    return absl::InvalidArgumentError("kv block: unknown k_rope");
+  }
+  return BuildImpl(f, parent, tokens, pos_begin, k, v, kFlagDocument, kDocumentFormatVersion,
+                   k_rope);
+}
+
+absl::StatusOr<KvBlock> KvBlock::BuildImpl(const KvFormat& f, const BlockKey& parent,
+                                           absl::Span<const KvTokenId> tokens, int32_t pos_begin,
+                                           absl::Span<const TensorView> k,
+                                           absl::Span<const TensorView> v, uint16_t extra_flags,
+                                           uint16_t version, KRope k_rope) {
   TANDEM_RETURN_IF_ERROR(f.Validate());
   if (tokens.empty() || tokens.size() > static_cast<size_t>(f.block_tokens)) {
     return absl::InvalidArgumentError(absl::StrCat("kv block: ", tokens.size(),
@@ -209,6 +231,8 @@ absl::StatusOr<KvBlock> KvBlock::Build(const KvFormat& f, const BlockKey& parent
                                                    ", format rank ", f.latent_rank));
   }
   BlockHeader h;
+  h.format_version = version;
+  h.k_rope = k_rope;
   h.parent_key = parent;
   h.block_key = NextBlockKey(parent, tokens);
   h.model = f.model;
@@ -216,8 +240,7 @@ absl::StatusOr<KvBlock> KvBlock::Build(const KvFormat& f, const BlockKey& parent
   h.layout = static_cast<uint8_t>(f.layout);
   h.dtype = static_cast<uint8_t>(KvDTypeCode(f.dtype));
   h.flags = static_cast<uint16_t>(
-      (tokens.size() < static_cast<size_t>(f.block_tokens) ? kFlagPartial : 0) |
-      (holds_generated ? kFlagGenerated : 0));
+      (tokens.size() < static_cast<size_t>(f.block_tokens) ? kFlagPartial : 0) | extra_flags);
   h.num_layers = static_cast<uint16_t>(k.size());
   h.num_kv_heads = gqa ? static_cast<uint16_t>(t0.shape[1]) : 0;
   h.head_dim_or_rank = static_cast<uint16_t>(gqa ? t0.shape[2] : t0.shape[1]);
@@ -266,9 +289,10 @@ absl::StatusOr<KvBlock> KvBlock::ParseImpl(std::shared_ptr<const Bytes> bytes,
   }
   const uint8_t* p = bytes->data();
   const uint16_t version = LoadLe<uint16_t>(p, 4);
-  if (version != kFormatVersion) {
-    return Fail(MissReason::kVersion, absl::StrCat("kv block format version ", version,
-                                                   ", this build reads ", kFormatVersion));
+  if (version != kFormatVersion && version != kDocumentFormatVersion) {
+    return Fail(MissReason::kVersion,
+                absl::StrCat("kv block format version ", version, ", this build reads ",
+                             kFormatVersion, " and ", kDocumentFormatVersion, " (documents)"));
   }
   if (LoadLe<uint64_t>(p, 248) != Xxh3_64(p, 248)) {
     return Fail(MissReason::kChecksum, "kv block header checksum mismatch");
@@ -276,6 +300,16 @@ absl::StatusOr<KvBlock> KvBlock::ParseImpl(std::shared_ptr<const Bytes> bytes,
   const BlockHeader h = DecodeHeader(p);
   if (LoadLe<uint16_t>(p, 6) != kHeaderBytes || DTypeBytesOfCode(h.dtype) == 0 || h.layout > 1) {
     return Fail(MissReason::kHeader, "kv block header: bad header_bytes, dtype or layout code");
+  }
+  // Version 2 is exactly the document blocks, with a known k_rope; version 1 has neither (its byte
+  // 192 is reserved, zero).
+  const bool v2 = version == kDocumentFormatVersion;
+  if (h.is_document() != v2 || static_cast<uint8_t>(h.k_rope) > 1 ||
+      (!v2 && h.k_rope != KRope::kRotated)) {
+    return Fail(MissReason::kHeader,
+                absl::StrCat("kv block header: version ", version, " with flags ", h.flags,
+                             " and k_rope code ", static_cast<int>(h.k_rope),
+                             " (version 2 is exactly the document blocks)"));
   }
   if (expected != nullptr) {
     KvFormat seen;

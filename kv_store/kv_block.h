@@ -74,9 +74,23 @@ class Bytes {
 };
 
 inline constexpr size_t kHeaderBytes = 256;
+// Version 1: a segment's KV at the positions it holds in its prompt (prefix-chained keys), K after
+// RoPE. Version 2: a document's position-independent KV (CacheBlend; DocumentKeys), computed after
+// the document preamble, flagged kFlagDocument and saying in `k_rope` how K is stored. Documents
+// are version 2 so that a reader that knows only version 1 refuses them (a `version` miss) instead
+// of importing KV that belongs at other positions; ordinary blocks stay version 1, readable by
+// every node already deployed.
 inline constexpr uint16_t kFormatVersion = 1;
+inline constexpr uint16_t kDocumentFormatVersion = 2;
 inline constexpr uint16_t kFlagPartial = 1;
 inline constexpr uint16_t kFlagGenerated = 2;
+inline constexpr uint16_t kFlagDocument = 4;
+
+// How a block's K rows are stored (header byte 192, version 2; version 1 is always kRotated).
+enum class KRope : uint8_t {
+  kRotated = 0,    // RoPE applied at the block's own positions, pos_begin ..
+  kUnrotated = 1,  // before RoPE (a reader must rotate at the positions it uses)
+};
 
 // The decoded §5.1 header (native integers).
 struct BlockHeader {
@@ -98,6 +112,8 @@ struct BlockHeader {
   uint64_t payload_offset = 0;
   uint64_t payload_bytes = 0;
   uint64_t payload_checksum = 0;
+  KRope k_rope = KRope::kRotated;
+  bool is_document() const { return (flags & kFlagDocument) != 0; }
 };
 
 class KvBlock {
@@ -109,6 +125,13 @@ class KvBlock {
                                        absl::Span<const KvTokenId> tokens, int32_t pos_begin,
                                        absl::Span<const TensorView> k,
                                        absl::Span<const TensorView> v, bool holds_generated = false);
+
+  // A document block (version 2, kFlagDocument): like Build, with `parent` a DocumentRoot chain and
+  // K rows stored as `k_rope` says.
+  static absl::StatusOr<KvBlock> BuildDocument(const KvFormat& f, const BlockKey& parent,
+                                               absl::Span<const KvTokenId> tokens,
+                                               int32_t pos_begin, absl::Span<const TensorView> k,
+                                               absl::Span<const TensorView> v, KRope k_rope);
 
   // Validates in the §5.1 order: magic (header), version (version), header checksum (checksum),
   // header fields against `expected` (format_mismatch, naming the field), sizes against the byte
@@ -139,6 +162,11 @@ class KvBlock {
   KvFormat format() const;
 
  private:
+  static absl::StatusOr<KvBlock> BuildImpl(const KvFormat& f, const BlockKey& parent,
+                                           absl::Span<const KvTokenId> tokens, int32_t pos_begin,
+                                           absl::Span<const TensorView> k,
+                                           absl::Span<const TensorView> v, uint16_t extra_flags,
+                                           uint16_t version, KRope k_rope);
   static absl::StatusOr<KvBlock> ParseImpl(std::shared_ptr<const Bytes> bytes,
                                            const KvFormat* expected, const BlockKey& expected_key);
   TensorView Tensor(int layer, int which) const;

@@ -24,6 +24,15 @@ PrefillMetrics::PrefillMetrics(MetricsRegistry& registry) {
       {"kind"});
   tokens_computed_ = &tokens->Labels({"computed"});
   tokens_reused_ = &tokens->Labels({"reused"});
+  blend_tokens_ = registry.Counter(
+      "tandem_cacheblend_tokens_total",
+      "Tokens of blended prompts: document tokens reused from stored KV, of those recomputed "
+      "after the check layer, and other tokens computed in full.",
+      {"kind"});
+  blend_documents_ = registry.Counter(
+      "tandem_cacheblend_documents_total",
+      "Documents of blended prompts: found in the KV store (hit) or computed and stored (miss).",
+      {"result"});
   density_ = registry.Histogram(
       "tandem_prefill_sparse_attention_density",
       "Fraction of causal (query block, key block) pairs that prefill attention computed.",
@@ -67,6 +76,15 @@ void PrefillMetrics::Attention(std::string_view method, double density,
                                std::optional<double> seconds) {
   density_->Labels({std::string(method)}).Observe(density);
   if (seconds.has_value()) attention_seconds_->Labels({std::string(method)}).Observe(*seconds);
+}
+
+void PrefillMetrics::Blend(int64_t reused, int64_t recomputed, int64_t computed, int64_t hits,
+                           int64_t misses) {
+  blend_tokens_->Labels({"reused"}).Increment(static_cast<double>(reused));
+  blend_tokens_->Labels({"recomputed"}).Increment(static_cast<double>(recomputed));
+  blend_tokens_->Labels({"computed"}).Increment(static_cast<double>(computed));
+  blend_documents_->Labels({"hit"}).Increment(static_cast<double>(hits));
+  blend_documents_->Labels({"miss"}).Increment(static_cast<double>(misses));
 }
 
 void PrefillMetrics::TransferDone(std::string_view transport, int64_t bytes, double seconds) {

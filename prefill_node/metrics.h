@@ -25,6 +25,9 @@ class PrefillMetrics {
   // `method`: dense | sale | power.
   // `seconds` when the attention was timed (always on CPU; on a device only when asked).
   void Attention(std::string_view method, double density, std::optional<double> seconds);
+  // CacheBlend of one request: document tokens reused and recomputed, other tokens computed, and
+  // documents found in the store or computed because they were missing.
+  void Blend(int64_t reused, int64_t recomputed, int64_t computed, int64_t hits, int64_t misses);
   void TransferDone(std::string_view transport, int64_t bytes, double seconds);
   // `reason` comes from the Status code (TransferFailureReason), never from its message.
   void TransferFailed(std::string_view transport, const absl::Status& status);
@@ -34,6 +37,8 @@ class PrefillMetrics {
   prometheus::Gauge* running_;
   prometheus::Counter* tokens_computed_;
   prometheus::Counter* tokens_reused_;
+  CounterFamily* blend_tokens_;
+  CounterFamily* blend_documents_;
   HistogramFamily* density_;
   HistogramFamily* attention_seconds_;
   CounterFamily* transfer_bytes_;

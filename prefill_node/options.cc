@@ -16,6 +16,18 @@ absl::Status PrefillOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--prefill_max_waiting: ", max_waiting, " must be >= 0"));
   }
+  if (!(blend.recompute_ratio >= 0.0 && blend.recompute_ratio <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--blend_recompute_ratio: ", blend.recompute_ratio, " is outside [0, 1]"));
+  }
+  if (blend.check_layer < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--blend_check_layer: ", blend.check_layer, " must be >= 0"));
+  }
+  if (blend.min_blend_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--blend_min_tokens: ", blend.min_blend_tokens, " must be >= 0"));
+  }
   if (node_id.empty()) return absl::InvalidArgumentError("--node_id: empty");
   return absl::OkStatus();
 }

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "kv_store/options.h"
+#include "runtime/blend.h"
 #include "runtime/loaded_model.h"
 
 namespace tandem::prefill {
@@ -31,6 +32,10 @@ struct PrefillOptions {
   // so the router tries another node instead of queueing unboundedly here. Default: 64.
   // --prefill_max_waiting
   int32_t max_waiting = 64;
+  // CacheBlend of a request's documents (runtime/blend.h); a request's `blend` settings override
+  // each field. Flags: --blend_recompute_ratio, --blend_check_layer, --blend_deviation,
+  // --blend_min_tokens
+  runtime::BlendOptions blend;
   // This node's id and process epoch, sent in status and on every data-plane frame.
   std::string node_id = "prefill";
   uint64_t epoch = 1;

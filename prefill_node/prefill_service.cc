@@ -9,7 +9,9 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "glog/logging.h"
+#include "runtime/blend.h"
 #include "runtime/block_io.h"
+#include "runtime/document_kv.h"
 #include "runtime/sampling.h"
 
 namespace tandem::prefill {
@@ -98,6 +100,21 @@ absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& req
                             "' is not one of \"\" (node default), dense, sale, power"));
   }
   TANDEM_RETURN_IF_ERROR(runtime::CheckSampling(request.sampling, config, "sampling.", bad));
+  int32_t next = 0;
+  for (size_t i = 0; i < request.documents.size(); ++i) {
+    const node_api::DocumentSpan& d = request.documents[i];
+    if (d.begin < next || d.end <= d.begin || d.end > static_cast<int32_t>(request.tokens.size())) {
+      return Bad(bad, absl::StrCat("documents[", i, "]"),
+                 absl::StrCat("[", d.begin, ", ", d.end,
+                              ") is empty, overlaps the previous "
+                              "document or ends past the ",
+                              request.tokens.size(), " tokens"));
+    }
+    next = d.end;
+  }
+  if (!BlendFor(request.blend).ok()) {
+    return Bad(bad, "blend", std::string(BlendFor(request.blend).status().message()));
+  }
   if (request.target.host.empty()) return Bad(bad, "target.host", "empty");
   if (request.target.port <= 0 || request.target.port > 65535) {
     return Bad(bad, "target.port", absl::StrCat(request.target.port, " is outside 1..65535"));
@@ -115,6 +132,25 @@ absl::StatusOr<kernels::SparseConfig> PrefillService::SparseFor(std::string_view
   }
   c.method = *parsed;
   return c;
+}
+
+absl::StatusOr<runtime::BlendOptions> PrefillService::BlendFor(
+    const node_api::BlendSettings& settings) const {
+  runtime::BlendOptions o = options_.blend;
+  if (settings.recompute_ratio >= 0) o.recompute_ratio = settings.recompute_ratio;
+  if (settings.check_layer >= 0) o.check_layer = settings.check_layer;
+  if (settings.min_blend_tokens >= 0) o.min_blend_tokens = settings.min_blend_tokens;
+  if (!settings.deviation.empty()) {
+    const std::optional<runtime::BlendDeviation> d =
+        runtime::ParseBlendDeviation(settings.deviation);
+    if (!d.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("deviation '", settings.deviation, "' is not value or key"));
+    }
+    o.deviation = *d;
+  }
+  TANDEM_RETURN_IF_ERROR(o.Validate(model_->config()));
+  return o;
 }
 
 absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
@@ -181,6 +217,8 @@ absl::StatusOr<node_api::PrefillReply> PrefillService::Prefill(
   reply.attention_density = computed->attention_density;
   reply.timings.queue = computed->queue_ms;
   reply.timings.kv_load = computed->kv_load_ms;
+  reply.timings.blend = computed->blend_ms;
+  reply.blend = computed->blend;
   reply.timings.prefill = computed->prefill_ms;
   VLOG(1) << "req=" << request.request_id << " node=" << options_.node_id << " prompt "
           << reply.prompt_tokens << " cached " << reply.cached_tokens << " first token "
@@ -243,16 +281,49 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
   TANDEM_ASSIGN_OR_RETURN(model::SeqId seq, cache.AddSequence());
   absl::Cleanup release = [&cache, seq] { cache.RemoveSequence(seq); };
   TANDEM_RETURN_IF_ERROR(runtime::ImportBlocks(cache, seq, hits));
+  // Documents' position-independent KV (CacheBlend): looked up by their own keys, computed and
+  // stored when missing.
+  std::vector<runtime::BlendDocument> documents;
+  if (request.blend.enabled && !request.documents.empty()) {
+    const absl::Time deadline = request.deadline_ms > 0 ? absl::FromUnixMillis(request.deadline_ms)
+                                                        : absl::Now() + options_.transfer_timeout;
+    TANDEM_ASSIGN_OR_RETURN(documents, DocumentsFor(request, hit_tokens, deadline, out.blend));
+  }
   out.kv_load_ms = Ms(absl::Now() - start);
   out.cached_tokens = hit_tokens;
 
-  // The rest of the prompt and the first sample, as runtime::Generate does them.
+  // The rest of the prompt and the first sample, as runtime::Generate does them, or blended.
   start = absl::Now();
-  model::ForwardBatch batch;
-  batch.Add(seq, std::vector<int32_t>(tokens.begin() + hit_tokens, tokens.end()), hit_tokens,
-            /*want_last_logits=*/true);
-  batch.prefill_attention = sparse;
-  TANDEM_ASSIGN_OR_RETURN(model::Logits logits, model_->runner().Forward(batch, cache));
+  model::Logits logits;
+  int32_t exact_end = n;  // KV past this position is blended: an approximation, never stored
+  if (!documents.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(const runtime::BlendOptions blend, BlendFor(request.blend));
+    runtime::BlendInput in;
+    in.seq = seq;
+    in.tokens = tokens;
+    in.cached_prefix = hit_tokens;
+    in.documents = documents;
+    TANDEM_ASSIGN_OR_RETURN(runtime::BlendResult blended,
+                            runtime::Blend(model_->runner(), cache, in, blend));
+    logits = std::move(blended.logits);
+    const runtime::BlendStats& stats = blended.stats;
+    out.blend.reused_tokens = stats.reused_tokens;
+    out.blend.recomputed_tokens = stats.recomputed_tokens;
+    out.blend.computed_tokens = stats.computed_tokens;
+    out.blend_ms = Ms(absl::Now() - start);
+    metrics_.Blend(stats.reused_tokens, stats.recomputed_tokens, stats.computed_tokens,
+                   out.blend.document_hits, out.blend.document_misses);
+    out.cached_tokens += stats.reused_tokens - stats.recomputed_tokens;
+    if (stats.blended && blend.recompute_ratio < 1.0) {
+      exact_end = documents[stats.exact_tokens > 0 ? 1 : 0].begin;
+    }
+  } else {
+    model::ForwardBatch batch;
+    batch.Add(seq, std::vector<int32_t>(tokens.begin() + hit_tokens, tokens.end()), hit_tokens,
+              /*want_last_logits=*/true);
+    batch.prefill_attention = sparse;
+    TANDEM_ASSIGN_OR_RETURN(logits, model_->runner().Forward(batch, cache));
+  }
   uint64_t rng = request.sampling.rng_state;
   TANDEM_ASSIGN_OR_RETURN(out.first_token,
                           runtime::SampleRow(model_->backend(), logits.values, 0,
@@ -264,7 +335,8 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
                      logits.attention.timed
                          ? std::optional<double>(logits.attention.attention_seconds)
                          : std::nullopt);
-  metrics_.Tokens(n - hit_tokens, hit_tokens);
+  metrics_.Tokens(n - static_cast<int32_t>(out.cached_tokens),
+                  static_cast<int32_t>(out.cached_tokens));
 
   // Export: the reused blocks as they came, the computed ones out of the cache.
   const KvFormat& format = model_->kv_format();
@@ -274,13 +346,47 @@ absl::StatusOr<PrefillService::Computed> PrefillService::Compute(
       runtime::ExportBlocks(cache, seq, format, tokens, static_cast<int32_t>(hits.size()), parent));
   if (request.store_kv) {
     for (const kv::KvBlock& b : computed) {
-      if (b.num_tokens() == bt) store_->PutAsync(b);
+      if (b.num_tokens() == bt && b.pos_begin() + bt <= exact_end) store_->PutAsync(b);
     }
   }
   out.blocks = std::move(hits);
   out.blocks.insert(out.blocks.end(), std::make_move_iterator(computed.begin()),
                     std::make_move_iterator(computed.end()));
   out.prefill_ms = Ms(absl::Now() - start);
+  return out;
+}
+
+absl::StatusOr<std::vector<runtime::BlendDocument>> PrefillService::DocumentsFor(
+    const node_api::PrefillRequest& request, int32_t prefix, absl::Time deadline,
+    node_api::BlendReport& report) {
+  const KvFormat& format = model_->kv_format();
+  const std::vector<int32_t> preamble = runtime::DocumentPreamble(model_->config());
+  std::vector<runtime::BlendDocument> out;
+  for (const node_api::DocumentSpan& span : request.documents) {
+    if (span.begin < prefix) continue;  // within the reused prefix: exact already, or cut by it
+    const absl::Span<const int32_t> tokens =
+        absl::MakeConstSpan(request.tokens)
+            .subspan(static_cast<size_t>(span.begin), static_cast<size_t>(span.end - span.begin));
+    runtime::BlendDocument doc;
+    doc.begin = span.begin;
+    for (const kv::Lookup& found :
+         store_->GetMany(DocumentKeys(format, preamble, tokens), deadline)) {
+      if (!found.block.has_value()) break;
+      doc.blocks.push_back(*found.block);
+    }
+    if (!runtime::CheckDocumentBlocks(doc.blocks, tokens).ok()) {
+      ++report.document_misses;
+      TANDEM_ASSIGN_OR_RETURN(
+          doc.blocks, runtime::ComputeDocumentBlocks(model_->runner(), model_->kv_cache(), format,
+                                                     preamble, tokens));
+      if (request.store_kv) {
+        for (const kv::KvBlock& b : doc.blocks) store_->PutAsync(b);
+      }
+    } else {
+      ++report.document_hits;
+    }
+    out.push_back(std::move(doc));
+  }
   return out;
 }
 

@@ -107,6 +107,8 @@ class PrefillService {
     double attention_density = 1;
     double queue_ms = 0;
     double kv_load_ms = 0;
+    double blend_ms = 0;
+    node_api::BlendReport blend;
     double prefill_ms = 0;
   };
 
@@ -118,6 +120,14 @@ class PrefillService {
   absl::StatusOr<Computed> Compute(const node_api::PrefillRequest& request,
                                    const std::shared_future<std::vector<kv::Lookup>>& lookups);
   absl::StatusOr<kernels::SparseConfig> SparseFor(std::string_view method) const;
+  // The node's blend options with a request's settings applied; InvalidArgument naming the field.
+  absl::StatusOr<runtime::BlendOptions> BlendFor(const node_api::BlendSettings& settings) const;
+  // The stored blocks of every document of `request` that lies after `prefix` (documents the
+  // prefix covers are exact already), computing and storing the missing ones; counts hits and
+  // misses in `report`.
+  absl::StatusOr<std::vector<runtime::BlendDocument>> DocumentsFor(
+      const node_api::PrefillRequest& request, int32_t prefix, absl::Time deadline,
+      node_api::BlendReport& report);
   absl::StatusOr<kv::Transport*> TransportFor(const std::string& name);
   // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex. Every
   // failure is Unavailable (ARCHITECTURE.md §9 "Transfer fails": retryable, 503), whatever code

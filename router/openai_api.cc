@@ -90,7 +90,9 @@ absl::StatusOr<std::vector<ContentPart>> ParseContent(const Json& v, const std::
     if (!p.is_object()) return WrongType(pp, "an object", p);
     const Json* type = Field(p, "type");
     if (type == nullptr) return InvalidParamError(pp + ".type", "content part has no 'type'");
-    TANDEM_ASSIGN_OR_RETURN(std::string t, GetString(*type, pp + ".type"));
+    // Declared apart: GCC 12 sees the moved-into string as maybe uninitialized otherwise.
+    std::string t;
+    TANDEM_ASSIGN_OR_RETURN(t, GetString(*type, pp + ".type"));
     ContentPart part;
     if (t == "text") {
       part.type = ContentPart::Type::kText;
@@ -181,8 +183,13 @@ absl::StatusOr<std::vector<Document>> ParseDocuments(const Json& v) {
   std::vector<Document> docs;
   for (size_t i = 0; i < v.size(); ++i) {
     std::string dp = absl::StrCat("documents[", i, "]");
-    if (!v[i].is_object()) return WrongType(dp, "an object", v[i]);
     Document d;
+    if (v[i].is_string()) {  // a bare string is the document's text
+      d.text = v[i].get<std::string>();
+      docs.push_back(std::move(d));
+      continue;
+    }
+    if (!v[i].is_object()) return WrongType(dp, "a string or an object", v[i]);
     if (const Json* id = Field(v[i], "id")) {
       TANDEM_ASSIGN_OR_RETURN(d.id, GetString(*id, dp + ".id"));
     }
@@ -215,6 +222,18 @@ absl::StatusOr<TandemOptions> ParseTandem(const Json& v) {
   if (const Json* f = Field(v, "recompute_ratio")) {
     TANDEM_ASSIGN_OR_RETURN(t.recompute_ratio, GetNumber(*f, "tandem.recompute_ratio"));
     TANDEM_RETURN_IF_ERROR(NumberInRange(*t.recompute_ratio, 0, 1, "tandem.recompute_ratio"));
+  }
+  if (const Json* f = Field(v, "check_layer")) {
+    TANDEM_ASSIGN_OR_RETURN(t.check_layer, GetInt(*f, "tandem.check_layer"));
+    if (*t.check_layer < 0 || *t.check_layer > 1000) {
+      return InvalidParamError(
+          "tandem.check_layer",
+          absl::StrCat("'tandem.check_layer' must be a layer index >= 0; got ", *t.check_layer));
+    }
+  }
+  if (const Json* f = Field(v, "blend_deviation")) {
+    TANDEM_ASSIGN_OR_RETURN(t.blend_deviation, GetString(*f, "tandem.blend_deviation"));
+    TANDEM_RETURN_IF_ERROR(OneOf(*t.blend_deviation, {"value", "key"}, "tandem.blend_deviation"));
   }
   if (const Json* f = Field(v, "sparse_prefill")) {
     TANDEM_ASSIGN_OR_RETURN(t.sparse_prefill, GetString(*f, "tandem.sparse_prefill"));

@@ -49,6 +49,8 @@ struct Document {
 struct TandemOptions {
   std::optional<std::string> blend;           // auto | on | off
   std::optional<double> recompute_ratio;      // [0, 1]
+  std::optional<int64_t> check_layer;         // >= 0 (the prefill node checks the model's layers)
+  std::optional<std::string> blend_deviation;  // value | key
   std::optional<std::string> sparse_prefill;  // dense | sale | power
   std::optional<bool> store_kv;
 };

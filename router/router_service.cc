@@ -17,6 +17,7 @@
 #include "router/internal/decode_relay.h"
 #include "router/openai_render.h"
 #include "router/openai_stream.h"
+#include "router/segmenter.h"
 #include "router/stop_matcher.h"
 
 namespace tandem::router {
@@ -38,14 +39,6 @@ uint64_t RandomU64() {
 
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
-// The documents a request names, as text before its prompt: the router has no segmenter yet, so
-// they join the prompt (completions) or the first user message (chat).
-std::string DocumentsPrefix(const CompletionRequest& r) {
-  std::string out;
-  for (const Document& d : r.documents) absl::StrAppend(&out, d.text, "\n\n");
-  return out;
-}
-
 }  // namespace
 
 RouterService::RouterService(RouterServiceOptions options, const ServedModel& model,
@@ -58,50 +51,36 @@ RouterService::~RouterService() = default;
 
 absl::StatusOr<PreparedRequest> RouterService::Prepare(Endpoint endpoint,
                                                        std::string_view body) const {
-  std::vector<int32_t> tokens;
-  // Exactly what `tandem generate` encodes: raw text without special tokens, or the chat template
-  // with only its own markers as control tokens.
+  SegmentedPrompt segmented;
+  // Exactly what `tandem generate` encodes (raw text without special tokens, or the chat template
+  // with only its own markers as control tokens), with each document's ids joined in
+  // (router/segmenter.h).
   auto tokenize = [this](const CompletionRequest& r) {
-    const std::string docs = DocumentsPrefix(r);
-    if (r.endpoint == Endpoint::kCompletions) {
-      return model_.tokenizer().Encode(docs + r.prompt, /*parse_special=*/false);
-    }
-    std::vector<format::ChatMessage> messages;
-    bool docs_placed = docs.empty();
-    for (const Message& m : r.messages) {
-      format::ChatMessage cm{m.role, m.Text()};
-      if (!docs_placed && m.role == "user") {
-        cm.content = docs + cm.content;
-        docs_placed = true;
-      }
-      messages.push_back(std::move(cm));
-    }
-    if (!docs_placed) messages.insert(messages.begin(), format::ChatMessage{"user", docs});
-    return model_.chat_template().EncodeChat(model_.tokenizer(), messages,
-                                            /*add_generation_prompt=*/true);
+    return SegmentPrompt(r, model_.tokenizer(), model_.chat_template(), model_.context_length());
   };
   ParseOptions po;
   po.model_name = options_.served_model_name;
   po.context_length = model_.context_length();
   po.defaults = options_.generation_defaults;
   po.count_prompt_tokens = [&](const CompletionRequest& r) -> absl::StatusOr<int64_t> {
-    tokens = tokenize(r);
-    return static_cast<int64_t>(tokens.size());
+    TANDEM_ASSIGN_OR_RETURN(segmented, tokenize(r));
+    return static_cast<int64_t>(segmented.tokens.size());
   };
   TANDEM_ASSIGN_OR_RETURN(CompletionRequest api, ParseCompletionRequest(endpoint, body, po));
   if (api.prompt_tokens < 0) {  // the model declares no context length: nothing counted yet
-    tokens = tokenize(api);
-    api.prompt_tokens = static_cast<int64_t>(tokens.size());
+    TANDEM_ASSIGN_OR_RETURN(segmented, tokenize(api));
+    api.prompt_tokens = static_cast<int64_t>(segmented.tokens.size());
     const int64_t fallback = options_.generation_defaults.max_tokens;
     api.effective_max_tokens = api.max_tokens.value_or(fallback > 0 ? fallback : 256);
   }
-  if (tokens.empty()) {
+  if (segmented.tokens.empty()) {
     return InvalidParamError(endpoint == Endpoint::kCompletions ? "prompt" : "messages",
                              "the prompt encodes to no tokens");
   }
   PreparedRequest req;
   req.api = std::move(api);
-  req.prompt = std::move(tokens);
+  req.prompt = std::move(segmented.tokens);
+  req.documents = std::move(segmented.documents);
   req.request_id = absl::StrFormat("r-%016x", RandomU64());
   req.accepted = absl::Now();
   req.sampling.temperature = req.api.temperature;
@@ -252,6 +231,12 @@ absl::Status RouterService::PrefillOnce(ActiveRequest& a) {
   body.sampling = a.req.sampling;
   body.sparse_prefill = a.req.api.tandem.sparse_prefill.value_or("");
   body.store_kv = a.req.api.tandem.store_kv.value_or(true);
+  body.documents = a.req.documents;
+  const TandemOptions& tandem = a.req.api.tandem;
+  body.blend.enabled = tandem.blend.value_or("auto") != "off";
+  body.blend.recompute_ratio = tandem.recompute_ratio.value_or(-1.0);
+  body.blend.check_layer = static_cast<int32_t>(tandem.check_layer.value_or(-1));
+  body.blend.deviation = tandem.blend_deviation.value_or("");
   body.target = a.reservation.target;
   body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(options_.prefill_timeout);
   HttpCallOptions call;
@@ -376,6 +361,7 @@ Json TimingsMs(const ActiveRequest& a, absl::Time end) {
   Json t;
   t["queue"] = a.router_queue_ms + p.queue;
   t["kv_load"] = p.kv_load;
+  t["blend"] = p.blend;
   t["prefill"] = p.prefill;
   t["first_token"] = Ms(a.first_token_at - a.req.accepted);
   t["transfer"] = d.transfer > 0 ? d.transfer : p.transfer;
@@ -391,8 +377,12 @@ std::string TandemJson(const ActiveRequest& a, const Json& timings) {
   j["prefill_node"] = a.prefill_node.node_id.empty() ? a.prefill_node.id : a.prefill_node.node_id;
   j["decode_node"] = a.decode_node.node_id.empty() ? a.decode_node.id : a.decode_node.node_id;
   j["timings_ms"] = timings;
-  j["kv"] = Json{{"cached_tokens", a.prefill.cached_tokens},
-                 {"transfer_bytes", a.prefill.transfer_bytes}};
+  const node_api::BlendReport& blend = a.prefill.blend;
+  j["kv"] = Json{
+      {"cached_tokens", a.prefill.cached_tokens}, {"transfer_bytes", a.prefill.transfer_bytes},
+      {"reused_tokens", blend.reused_tokens},     {"recomputed_tokens", blend.recomputed_tokens},
+      {"computed_tokens", blend.computed_tokens}, {"document_hits", blend.document_hits},
+      {"document_misses", blend.document_misses}};
   j["attention"] = Json{{"method", a.prefill.attention_method},
                         {"density", a.prefill.attention_density}};
   // The sampling the nodes ran with, defaults filled in (the seed stays the client's business).

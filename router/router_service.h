@@ -49,6 +49,7 @@ namespace tandem::router {
 struct PreparedRequest {
   CompletionRequest api;
   std::vector<int32_t> prompt;
+  std::vector<node_api::DocumentSpan> documents;  // the prompt's documents, tokenized alone
   std::string request_id;  // "r-<16 hex>"
   absl::Time accepted;
   node_api::Sampling sampling;

@@ -17,6 +17,14 @@ absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
   const model::KvRowFormat rows = cache.row_format();
   KvFormat layout;
   cache.DescribeFormat(layout);
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (blocks[b].header().is_document()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "import blocks: block ", b, " (", blocks[b].key().Hex(),
+          ") holds a document's position-independent KV; only blending (runtime/blend.h) moves "
+          "it to the positions it is used at"));
+    }
+  }
   const int32_t start = blocks.front().pos_begin();
   if (start < 0 || start > cache.Length(seq)) {
     return absl::InvalidArgumentError(

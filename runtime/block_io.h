@@ -24,7 +24,9 @@ namespace tandem::runtime {
 // sequence's length (positions it already holds are overwritten), the others following it without
 // gaps. The sequence's length becomes max(length, end of the last block). InvalidArgument when a
 // block's layers, dtype or shape differ from the cache's, blocks leave a gap, or the first block
-// starts past the sequence's length; ResourceExhausted when the cache is full.
+// starts past the sequence's length, or a block is a document block (KvBlock kFlagDocument: its KV
+// belongs at other positions until blending re-rotates it); ResourceExhausted when the cache is
+// full.
 absl::Status ImportBlocks(model::KvCache& cache, model::SeqId seq,
                           absl::Span<const kv::KvBlock> blocks);
 

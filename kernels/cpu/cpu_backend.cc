@@ -43,6 +43,7 @@ constexpr OpTable kFastOps{
     FastOp{cpu::RunKvWrite},
     FastOp{cpu::RunKvGather},
     FastOp{cpu::RunAttentionPrefill},
+    FastOp{cpu::RunRowDistance},
 };
 
 class CpuBackend final : public KernelBackend {

@@ -1,7 +1,7 @@
 // kernels/cpu/elementwise.cc
 //
-// The light ops of the forward pass on AVX2: RmsNorm, RoPE, SwiGLU, Softmax, KvWrite and
-// KvGather. Each is
+// The light ops of the forward pass on AVX2: RmsNorm, RoPE, SwiGLU, Softmax, KvWrite, KvGather
+// and RowDistance (CacheBlend's deviation). Each is
 // memory-light per token, so rows are split over the pool only for large batches (prefill); decode
 // runs them inline on the caller. RoPE caches its cos/sin table by positions, because decode
 // rotates q and k of all 30 layers at the same position.
@@ -109,6 +109,21 @@ void ToHalf(const float* src, uint16_t* dst, int64_t n) {
   for (; j < n; ++j) dst[j] = FloatToHalf(src[j]);
 }
 
+float RowSqDistance(const float* x, const float* y, int64_t d) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8) {
+    const __m256 diff = _mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j));
+    acc = _mm256_fmadd_ps(diff, diff, acc);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float sum = 0.0f;
+  for (float l : lanes) sum += l;
+  for (; j < d; ++j) sum += (x[j] - y[j]) * (x[j] - y[j]);
+  return sum;
+}
+
 }  // namespace
 #pragma GCC pop_options
 
@@ -130,6 +145,20 @@ absl::Status RunSwiGlu(CpuContext& ctx, const SwiGluParams& p) {
   Rows(ctx, p.gate.shape[0], f, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       SwiGluRow(p.gate.row<const float>(i), p.up.row<const float>(i), p.out.row<float>(i), f);
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status RunRowDistance(CpuContext& ctx, const RowDistanceParams& p) {
+  TANDEM_RETURN_IF_ERROR(cpu_ref::CheckRowDistance(p));
+  const int64_t d = p.a.shape[1];
+  if (p.out.stride_bytes[0] % 4 != 0) return absl::UnimplementedError("cpu: row_distance out");
+  const int64_t out_stride = p.out.stride_bytes[0] / 4;
+  Rows(ctx, p.a.shape[0], d, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      p.out.as<float>()[i * out_stride] =
+          RowSqDistance(p.a.row<const float>(i), p.b.row<const float>(i), d);
     }
   });
   return absl::OkStatus();

@@ -38,5 +38,6 @@ absl::Status RunSoftmax(CpuContext& ctx, const SoftmaxParams& p);
 absl::Status RunKvWrite(CpuContext& ctx, const KvWriteParams& p);
 absl::Status RunKvGather(CpuContext& ctx, const KvGatherParams& p);
 absl::Status RunAttentionPrefill(CpuContext& ctx, const AttentionPrefillParams& p);
+absl::Status RunRowDistance(CpuContext& ctx, const RowDistanceParams& p);
 
 }  // namespace tandem::kernels::cpu

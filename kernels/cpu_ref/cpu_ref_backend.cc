@@ -37,6 +37,7 @@ constexpr OpTable kRefOps{
     RefOp{cpu_ref::CheckPagedAttention, cpu_ref::RunPagedAttention},
     RefOp{cpu_ref::CheckSample, cpu_ref::RunSample},
     RefOp{cpu_ref::CheckAttentionPrefill, cpu_ref::RunAttentionPrefill},
+    RefOp{cpu_ref::CheckRowDistance, cpu_ref::RunRowDistance},
 };
 static_assert(ListsEveryOp<decltype(kRefOps)>::value,
               "cpu_ref is the spec: it runs every op of OpCall (kernels/op.h)");

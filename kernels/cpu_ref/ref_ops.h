@@ -39,6 +39,8 @@ absl::Status CheckSample(const SampleParams& p);
 absl::Status RunSample(const SampleParams& p);
 absl::Status CheckAttentionPrefill(const AttentionPrefillParams& p);
 absl::Status RunAttentionPrefill(const AttentionPrefillParams& p);
+absl::Status CheckRowDistance(const RowDistanceParams& p);
+absl::Status RunRowDistance(const RowDistanceParams& p);
 
 // Validation helpers. Messages read "<op>: <field>...": e.g. "matmul: x.shape[1]=577 !=
 // w.shape[1]=576".

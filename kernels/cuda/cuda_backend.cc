@@ -86,6 +86,7 @@ struct CudaBackend::Ops {
       LaunchedOp{PrepareRope, LaunchRope},
       LaunchedOp{PrepareSwiGlu, LaunchSwiGlu},
       LaunchedOp{PrepareSoftmax, LaunchSoftmax},
+      LaunchedOp{PrepareRowDistance, LaunchRowDistance},
       LaunchedOp{PrepareKvWrite, LaunchKvWrite},
       LaunchedOp{PrepareKvGather, LaunchKvGather},
       LaunchedOp{PreparePagedAttention, LaunchPagedAttention},

@@ -77,6 +77,16 @@ struct SoftmaxArgs {
   float scale = 1.0f;
 };
 
+struct RowDistanceArgs {
+  const float* a = nullptr;
+  int64_t a_stride = 0;
+  const float* b = nullptr;
+  int64_t b_stride = 0;
+  float* out = nullptr;
+  int64_t out_stride = 0;
+  int64_t n = 0, d = 0;
+};
+
 // KvWrite (rows -> pools) and KvGather (pools -> rows) share one geometry; the direction is the
 // launcher's. The rows are read-only for KvWrite, the pools for KvGather.
 struct KvCopyArgs {
@@ -174,6 +184,7 @@ cudaError_t LaunchRmsNorm(const RmsNormArgs& a, cudaStream_t stream);
 cudaError_t LaunchRope(const RopeArgs& a, cudaStream_t stream);
 cudaError_t LaunchSwiGlu(const SwiGluArgs& a, cudaStream_t stream);
 cudaError_t LaunchSoftmax(const SoftmaxArgs& a, cudaStream_t stream);
+cudaError_t LaunchRowDistance(const RowDistanceArgs& a, cudaStream_t stream);
 cudaError_t LaunchKvWrite(const KvCopyArgs& a, cudaStream_t stream);
 cudaError_t LaunchKvGather(const KvCopyArgs& a, cudaStream_t stream);
 cudaError_t LaunchPagedAttention(const PagedAttentionArgs& a, cudaStream_t stream);

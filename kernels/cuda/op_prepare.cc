@@ -253,6 +253,26 @@ absl::StatusOr<SoftmaxArgs> PrepareSoftmax(const SoftmaxParams& p, int device) {
   return a;
 }
 
+absl::StatusOr<RowDistanceArgs> PrepareRowDistance(const RowDistanceParams& p, int device) {
+  constexpr std::string_view kOp = "row_distance";
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "a", p.a, 2, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "b", p.b, 2, device));
+  TANDEM_RETURN_IF_ERROR(CheckF32(kOp, "out", p.out, 1, device));
+  RowDistanceArgs a;
+  a.n = p.a.dim(0);
+  a.d = p.a.dim(1);
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "b's rows", p.b.dim(0), a.n));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "b's inner size", p.b.dim(1), a.d));
+  TANDEM_RETURN_IF_ERROR(CheckDim(kOp, "out's rows", p.out.dim(0), a.n));
+  a.a = static_cast<const float*>(p.a.data);
+  TANDEM_ASSIGN_OR_RETURN(a.a_stride, Stride4(kOp, "a", p.a, 0));
+  a.b = static_cast<const float*>(p.b.data);
+  TANDEM_ASSIGN_OR_RETURN(a.b_stride, Stride4(kOp, "b", p.b, 0));
+  a.out = static_cast<float*>(p.out.data);
+  TANDEM_ASSIGN_OR_RETURN(a.out_stride, Stride4(kOp, "out", p.out, 0));
+  return a;
+}
+
 namespace {
 
 // Both pools: 4-D, contiguous, one shared dtype from kKvPoolDTypes, heads and head_dim matching.

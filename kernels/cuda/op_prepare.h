@@ -19,6 +19,7 @@ absl::StatusOr<RmsNormArgs> PrepareRmsNorm(const RmsNormParams& p, int device);
 absl::StatusOr<RopeArgs> PrepareRope(const RopeParams& p, int device);
 absl::StatusOr<SwiGluArgs> PrepareSwiGlu(const SwiGluParams& p, int device);
 absl::StatusOr<SoftmaxArgs> PrepareSoftmax(const SoftmaxParams& p, int device);
+absl::StatusOr<RowDistanceArgs> PrepareRowDistance(const RowDistanceParams& p, int device);
 absl::StatusOr<KvCopyArgs> PrepareKvWrite(const KvWriteParams& p, int device);
 absl::StatusOr<KvCopyArgs> PrepareKvGather(const KvGatherParams& p, int device);
 absl::StatusOr<PagedAttentionArgs> PreparePagedAttention(const PagedAttentionParams& p, int device);

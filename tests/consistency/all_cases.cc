@@ -45,6 +45,11 @@ std::vector<std::unique_ptr<OpCase>> AllCases() {
   cases.push_back(MakeSoftmaxCase(7, 100, 0.125f));
   cases.push_back(MakeSoftmaxCase(64, 64, 1.0f));
 
+  // One token's K or V of all KV heads (3 x 64), a few tokens and a 4K-token prompt; d=13 has a
+  // tail shorter than a vector.
+  for (int64_t n : {1, 37, 4096}) cases.push_back(MakeRowDistanceCase(n, 192));
+  cases.push_back(MakeRowDistanceCase(9, 13));
+
   for (DType pool : {DType::kF32, DType::kF16}) {
     cases.push_back(MakeKvWriteCase(pool, 1, 3, 64));
     cases.push_back(MakeKvWriteCase(pool, 37, 3, 64));

@@ -22,6 +22,7 @@ std::unique_ptr<OpCase> MakeRopeCase(RopeStyle style, int64_t n, int64_t heads, 
                                      int n_rot, bool large_positions);
 std::unique_ptr<OpCase> MakeSwiGluCase(int64_t n, int64_t f);
 std::unique_ptr<OpCase> MakeSoftmaxCase(int64_t n, int64_t d, float scale);
+std::unique_ptr<OpCase> MakeRowDistanceCase(int64_t n, int64_t d);
 std::unique_ptr<OpCase> MakeKvWriteCase(DType pool, int64_t n, int64_t kv_heads, int64_t head_dim);
 std::unique_ptr<OpCase> MakeKvGatherCase(DType pool, int64_t n, int64_t kv_heads, int64_t head_dim);
 

@@ -1,5 +1,6 @@
-// rmsnorm, rope, swiglu and softmax cases.
+// rmsnorm, rope, swiglu, softmax and row_distance cases.
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tests/consistency/cases.h"
@@ -116,6 +117,39 @@ class SoftmaxCase : public OpCase {
   float scale_;
 };
 
+// A token's reused K (or V) against the fresh one: b is a plus noise of `spread`, so rows range
+// from nearly equal (the common case) to far apart.
+class RowDistanceCase : public OpCase {
+ public:
+  RowDistanceCase(int64_t n, int64_t d) : n_(n), d_(d) {}
+
+  std::string Op() const override { return std::string(RowDistanceParams::kName); }
+  std::string Vars() const override { return absl::StrCat("n=", n_, ",d=", d_); }
+  double Flops() const override { return 3.0 * n_ * d_; }
+
+  void MakeInputs(std::mt19937& rng) override {
+    CaseTensor& a = Add("a", DType::kF32, {n_, d_}, Role::kIn);
+    FillUniform(a, rng, -4, 4);
+    const std::vector<float> a_values(a.f32(), a.f32() + n_ * d_);
+    // b = a + spread * noise: rows 0, 5, ... are identical, the others increasingly far apart.
+    CaseTensor& b = Add("b", DType::kF32, {n_, d_}, Role::kIn);
+    FillUniform(b, rng, -1, 1);
+    for (int64_t i = 0; i < n_; ++i) {
+      const float spread = static_cast<float>(i % 5) * 0.25f;
+      for (int64_t j = 0; j < d_; ++j) {
+        b.f32()[i * d_ + j] = a_values[i * d_ + j] + spread * b.f32()[i * d_ + j];
+      }
+    }
+    FillUniform(Add("out", DType::kF32, {n_}, Role::kOut), rng, -1, 1);
+  }
+  OpCall MakeCall(const std::vector<TensorView>& v) override {
+    return RowDistanceParams{.a = v[0], .b = v[1], .out = v[2]};
+  }
+
+ private:
+  int64_t n_, d_;
+};
+
 }  // namespace
 
 std::unique_ptr<OpCase> MakeRmsNormCase(int64_t n, int64_t d, bool in_place) {
@@ -130,6 +164,9 @@ std::unique_ptr<OpCase> MakeSwiGluCase(int64_t n, int64_t f) {
 }
 std::unique_ptr<OpCase> MakeSoftmaxCase(int64_t n, int64_t d, float scale) {
   return std::make_unique<SoftmaxCase>(n, d, scale);
+}
+std::unique_ptr<OpCase> MakeRowDistanceCase(int64_t n, int64_t d) {
+  return std::make_unique<RowDistanceCase>(n, d);
 }
 
 }  // namespace tandem::kernels::testing

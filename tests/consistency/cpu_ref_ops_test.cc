@@ -115,6 +115,17 @@ TEST(CpuRefTest, SwiGluAndSoftmax) {
   EXPECT_FLOAT_EQ(x[3], 0.75f);
 }
 
+TEST(CpuRefTest, RowDistanceIsTheSquaredL2OfEachRow) {
+  std::vector<float> a = {1, 2, 3, 0, 0, 0}, b = {1, 0, 6, 0, 0, 0}, out(2, -1.0f);
+  ASSERT_OK(
+      Ref().Run(RowDistanceParams{.a = F32(a, {2, 3}), .b = F32(b, {2, 3}), .out = F32(out, {2})}));
+  EXPECT_FLOAT_EQ(out[0], 4.0f + 9.0f);
+  EXPECT_FLOAT_EQ(out[1], 0.0f);
+  EXPECT_THAT(
+      Ref().Run(RowDistanceParams{.a = F32(a, {2, 3}), .b = F32(b, {3, 2}), .out = F32(out, {2})}),
+      StatusIs(absl::StatusCode::kInvalidArgument, "row_distance"));
+}
+
 TEST(CpuRefTest, KvWriteThenAttendOnePosition) {
   // 2 pages of 2 tokens, 1 kv head of dim 2, f16 pools.
   std::vector<uint16_t> kp(8, 0), vp(8, 0);

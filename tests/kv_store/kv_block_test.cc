@@ -249,6 +249,45 @@ TEST(KvBlockTest, SizeProductThatWrapsIsAHeaderMiss) {
   EXPECT_EQ(ReasonOf(KvBlock::ParseAnyFormat(bytes, key)), MissReason::kHeader);
 }
 
+// Document blocks (CacheBlend): version 2 with the document flag and the k_rope byte, keyed from
+// DocumentRoot. A reader that knows only version 1 (every node before this change) refuses them as
+// a `version` miss: the check below is the one such a reader runs (version != 1).
+TEST(KvBlockTest, DocumentBlocksAreVersionTwoAndSayHowKIsStored) {
+  KvFormat f = TestFormat();
+  f.dtype = DType::kF32;
+  std::vector<float> d(3 * 2 * 8, 0.5f);
+  const TensorView t = TensorView::Contiguous(d.data(), DType::kF32, {3, 2, 8});
+  const std::vector<KvTokenId> tokens = {7, 8, 9};
+  const std::vector<KvTokenId> preamble = {1};
+  const BlockKey root = DocumentRoot(f, preamble);
+  EXPECT_NE(root, f.Root());
+  EXPECT_NE(DocumentKeys(f, preamble, tokens)[0], ChainKeys(f, tokens)[0]);
+  EXPECT_NE(DocumentKeys(f, preamble, tokens)[0], DocumentKeys(f, {}, tokens)[0]);
+  ASSERT_OK_AND_ASSIGN(KvBlock b,
+                       KvBlock::BuildDocument(f, root, tokens, 1, {t}, {t}, KRope::kUnrotated));
+  EXPECT_EQ(b.key(), DocumentKeys(f, preamble, tokens)[0]);
+  EXPECT_EQ(LoadLe<uint16_t>(b.bytes().data(), 4), kDocumentFormatVersion);
+  EXPECT_NE(LoadLe<uint16_t>(b.bytes().data(), 4), 1);  // what a version-1 reader requires
+  EXPECT_EQ(b.bytes()[192], 1);
+  ASSERT_OK_AND_ASSIGN(KvBlock p, KvBlock::Parse(b.shared_bytes(), f, b.key()));
+  EXPECT_TRUE(p.header().is_document());
+  EXPECT_EQ(p.header().k_rope, KRope::kUnrotated);
+  EXPECT_EQ(p.pos_begin(), 1);
+
+  // An ordinary block never carries the flag, and a document block never loses it.
+  ASSERT_OK_AND_ASSIGN(KvBlock plain, KvBlock::Build(f, f.Root(), tokens, 0, {t}, {t}));
+  EXPECT_EQ(LoadLe<uint16_t>(plain.bytes().data(), 4), kFormatVersion);
+  EXPECT_FALSE(plain.header().is_document());
+  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(plain, 138, kFlagDocument), f, plain.key())),
+            MissReason::kHeader);
+  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(b, 138, 0), f, b.key())),
+            MissReason::kHeader);
+  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint8_t>(b, 192, 7), f, b.key())),
+            MissReason::kHeader);
+  EXPECT_EQ(ReasonOf(KvBlock::Parse(Resealed<uint16_t>(b, 4, 3), f, b.key())),
+            MissReason::kVersion);
+}
+
 TEST(KvBlockTest, LayerOutOfRangeIsABugNotARead) {
   ASSERT_OK_AND_ASSIGN(KvBlock b, MakeBlock(TestFormat(), 1, 16));
   EXPECT_DEATH(b.k(2), "layer 2");
