@@ -33,6 +33,9 @@ PrefillMetrics::PrefillMetrics(MetricsRegistry& registry) {
       "tandem_cacheblend_documents_total",
       "Documents of blended prompts: found in the KV store (hit) or computed and stored (miss).",
       {"result"});
+  // Series from the start, as for the ones below: 0, not "no data", before the first blend.
+  for (const char* kind : {"reused", "recomputed", "computed"}) blend_tokens_->Labels({kind});
+  for (const char* result : {"hit", "miss"}) blend_documents_->Labels({result});
   density_ = registry.Histogram(
       "tandem_prefill_sparse_attention_density",
       "Fraction of causal (query block, key block) pairs that prefill attention computed.",
