@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cluster_secret.h"
 #include "kv_store/transfer/transport.h"
 
 namespace tandem::decode {
@@ -43,6 +44,11 @@ DecodeMetrics::DecodeMetrics(MetricsRegistry& registry, std::string transport)
   transfer_failures_ = registry.Counter("tandem_kv_transfer_failures_total",
                                         "KV transfers that did not complete, by reason.",
                                         {"transport", "reason"});
+  auth_refusals_ = AuthRefusalsCounter(registry);
+}
+
+void DecodeMetrics::AuthRefused(std::string_view reason) {
+  auth_refusals_->Labels({"data", std::string(reason)}).Increment();
 }
 
 void DecodeMetrics::Step(double seconds, int64_t batch_size) {

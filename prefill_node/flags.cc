@@ -22,6 +22,13 @@ absl::StatusOr<PrefillOptions> PrefillOptionsFromFlags() {
   o.max_waiting = GetFlag(FLAGS_prefill_max_waiting);
   o.node_id = NodeIdFromFlags("prefill");
   o.epoch = NewProcessEpoch();
+  TANDEM_ASSIGN_OR_RETURN(o.cluster_secret, ClusterSecretFromFlags());
+  if (!o.kv_store.redis_url.empty() && o.cluster_secret == nullptr) {
+    return absl::InvalidArgumentError(
+        "--redis_url needs --cluster_secret_file: blocks in the shared tier are signed with the "
+        "cluster secret, so that whoever can write to Redis cannot plant KV");
+  }
+  o.kv_store.seal_secret = o.cluster_secret;
   TANDEM_RETURN_IF_ERROR(o.Validate());
   return o;
 }

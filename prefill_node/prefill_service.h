@@ -119,6 +119,8 @@ class PrefillService {
                                    const std::shared_future<std::vector<kv::Lookup>>& lookups);
   absl::StatusOr<kernels::SparseConfig> SparseFor(std::string_view method) const;
   absl::StatusOr<kv::Transport*> TransportFor(const std::string& name);
+  // Node id, epoch and the cluster secret (the data-plane handshake).
+  kv::TransportOptions MakeTransportOptions() const;
   // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex. Every
   // failure is Unavailable (ARCHITECTURE.md §9 "Transfer fails": retryable, 503), whatever code
   // the decode node NACKed with: a NotFound (expired reservation) or Aborted (decode node
