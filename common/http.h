@@ -52,8 +52,8 @@ struct HttpServerOptions {
   CounterFamily* refusals = nullptr;
   // PEM certificate (chain) and private key: serve HTTPS (OpenSSL) instead of HTTP. Both or
   // neither. A plain-HTTP request to a TLS port fails its handshake and is closed.
-  std::string tls_cert;
-  std::string tls_key;
+  std::string tls_cert{};
+  std::string tls_key{};
 };
 
 class HttpServer {

@@ -32,7 +32,7 @@ struct HttpCallOptions {
   absl::Duration io_timeout = absl::Seconds(30);
   std::string bearer_token;  // sent as Authorization: Bearer <token> when not empty
   // Signs the request with the cluster secret (X-Tandem-Auth) when set: every /internal/ call.
-  std::shared_ptr<const ControlPlaneAuth> cluster_auth;
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 struct HttpReply {

@@ -40,7 +40,7 @@ struct DecodeTarget {
   uint64_t reservation_id = 0;
   // Issued by the decode node with the reservation (128 random bits, hex); the prefill node sends
   // it in the data-plane BEGIN, and a BEGIN without it is refused. Never logged.
-  std::string transfer_token;
+  std::string transfer_token{};
 };
 
 struct ReserveRequest {

@@ -58,7 +58,7 @@ struct DecodeOptions {
   // The cluster secret: authenticates the data plane (and, in the node's process, its /internal/
   // HTTP API). nullptr runs them open, which only a loopback-bound node may do.
   // Flag: --cluster_secret_file
-  std::shared_ptr<const ClusterSecret> cluster_secret;
+  std::shared_ptr<const ClusterSecret> cluster_secret{};
 
   // InvalidArgument naming the field (and its flag) and the value.
   absl::Status Validate() const;

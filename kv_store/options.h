@@ -43,7 +43,7 @@ struct KvStoreOptions {
   absl::Duration redis_breaker_max = absl::Seconds(30);
   // Seals blocks written to Redis and refuses unsealed or forged ones (kv_seal.h). A node sets it
   // to its cluster secret (--cluster_secret_file), which it must have when --redis_url is set.
-  std::shared_ptr<const ClusterSecret> seal_secret;
+  std::shared_ptr<const ClusterSecret> seal_secret{};
 
   // InvalidArgument naming the flag and value.
   absl::Status Validate() const;

@@ -40,7 +40,7 @@ struct RedisTierOptions {
   // When set, blocks are sealed (kv_seal.h) on put and must verify on get: a block without a
   // valid MAC under this secret is a miss with reason `auth`, erased. Nodes set it from
   // --cluster_secret_file; nullptr stores plain blocks (tools, a cluster without a secret).
-  std::shared_ptr<const ClusterSecret> seal_secret;
+  std::shared_ptr<const ClusterSecret> seal_secret{};
 };
 
 struct RedisAddress {

@@ -71,7 +71,7 @@ struct NodeRegistryOptions {
   // Missed polls in a row after which a node counts as stale.
   int stale_after_missed_polls = 3;
   // Signs the status polls with the cluster secret; nullptr sends them unsigned.
-  std::shared_ptr<const ControlPlaneAuth> cluster_auth;
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 class NodeRegistry {

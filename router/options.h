@@ -49,7 +49,7 @@ struct RouterServiceOptions {
   absl::Duration control_timeout = absl::Seconds(5);
   // Signs every call to a node with the cluster secret; nullptr sends them unsigned (nodes
   // without a secret). Set by Router::Start from RouterOptions::cluster_secret.
-  std::shared_ptr<const ControlPlaneAuth> cluster_auth;
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 // The generation defaults of a router process (vLLM's generation config; the GGUF carries no
@@ -109,7 +109,7 @@ struct RouterOptions {
   std::string tls_key;
   // The cluster secret the nodes require on /internal/ calls; nullptr when none is configured.
   // Flag: --cluster_secret_file
-  std::shared_ptr<const ClusterSecret> cluster_secret;
+  std::shared_ptr<const ClusterSecret> cluster_secret{};
   // kv_aware | least_loaded | round_robin. Default: kv_aware. Flag: --router_policy
   std::string policy = "kv_aware";
   // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms

@@ -76,7 +76,7 @@ struct TransferMeta {
   absl::Time deadline = absl::InfiniteFuture();
   // The reservation's transfer token (issued by the receiver at reserve time, carried by the
   // router to the sender); the receiver refuses a BEGIN whose token does not match.
-  std::string transfer_token;
+  std::string transfer_token{};
 };
 
 struct TransferDesc {
@@ -115,7 +115,7 @@ struct TransportOptions {
   // When set, every connection starts with the mutual handshake of transfer/handshake.h: the
   // sender ships only to a receiver holding this secret, the receiver reads frames only from a
   // sender holding it. nullptr: no handshake (a loopback-only cluster without a secret).
-  std::shared_ptr<const ClusterSecret> secret;
+  std::shared_ptr<const ClusterSecret> secret{};
   // tandem_auth_refusals_total (labels plane, reason), counted with plane "data"; may be null.
   CounterFamily* auth_refusals = nullptr;
   // Receiver limits. Connections beyond max_connections are closed at accept (each holds a
