@@ -44,9 +44,10 @@ absl::StatusOr<std::vector<ApiKey>> ReadApiKeysFile(const std::string& path);
 const ApiKey* MatchApiKey(const std::vector<ApiKey>& keys, std::string_view token);
 
 struct KeyLimits {
-  // Requests of one key in flight at once; 0 = unlimited. Default: 16.
+  // Requests of one key in flight at once; 0 = unlimited. Default: 48: enough for one key to fill
+  // a decode node (--decode_max_seqs 32), while 16 of the router's 64 workers stay for others.
   // Flag: --api_key_max_concurrent
-  int max_concurrent = 16;
+  int max_concurrent = 48;
   // Tokens (prompt + max_tokens) one key may start per minute; 0 = unlimited. Default: 0.
   // Flag: --api_key_tokens_per_minute
   int64_t tokens_per_minute = 0;
