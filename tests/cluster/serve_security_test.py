@@ -15,6 +15,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -158,6 +159,36 @@ class ServeSecurityTest(unittest.TestCase):
     def prefill_metric(self, name, labels):
         return tc.metric(f"http://127.0.0.1:{self.serve.ports['prefill']}", name, labels)
 
+    def descendants(self):
+        pids = {self.serve.pid}
+        for _ in range(3):
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/stat") as f:
+                            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    except (OSError, ValueError, IndexError):
+                        continue
+                    if ppid in pids:
+                        pids.add(int(entry))
+        return pids
+
+    def secret_path(self):
+        for pid in self.descendants():
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                for arg in f.read().decode(errors="replace").split("\0"):
+                    if arg.startswith("--cluster_secret_file="):
+                        return arg.split("=", 1)[1]
+        raise AssertionError("no child names its --cluster_secret_file")
+
+    def kv_verify(self):
+        """`tandem kv verify` of the Redis tier with the cluster secret: its stdout."""
+        env = dict(os.environ)
+        env["TANDEM_REDIS_URL"] = f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}"
+        out = subprocess.run([TANDEM, "kv", "verify", f"--cluster_secret_file={self.secret_path()}"],
+                             capture_output=True, env=env, timeout=120)
+        return out.stdout.decode()
+
     def block_keys(self):
         return [k for k in self.resp.cmd("KEYS", "tandem:*:kv:*")]
 
@@ -172,8 +203,17 @@ class ServeSecurityTest(unittest.TestCase):
         self.assertEqual(self.ask(), first)  # sealed blocks verify and are used
         self.assertGreater(self.prefill_metric("tandem_kv_hits_total", {"tier": "redis"}),
                            hits_before)
+        # The operator tool opens the seals: every block verifies, then every planted one fails.
+        counts = lambda text: tuple(int(x) for x in re.search(  # noqa: E731
+            r"(\d+) ok, (\d+) bad", text).groups())
+        ok, bad = counts(self.kv_verify())
+        self.assertGreaterEqual(ok, len(keys))
+        self.assertEqual(bad, 0)
         for k in keys:
             self.resp.cmd("SET", k, plant(self.resp.cmd("GET", k)))
+        report = self.kv_verify()
+        self.assertEqual(counts(report)[1], len(keys), report)
+        self.assertIn(": auth: ", report)
         auth_before = self.prefill_metric("tandem_kv_misses_total",
                                           {"tier": "redis", "reason": "auth"})
         self.assertEqual(self.ask(), first, "a planted block changed the answer")
