@@ -116,8 +116,8 @@ absl::Status Lookup(const OpenTiers& t, const std::string& hex) {
     if (absl::IsNotFound(raw.status())) continue;
     if (!IsAuthMiss(raw.status())) TANDEM_RETURN_IF_ERROR(raw.status());
     found = true;
-    absl::StatusOr<kv::KvBlock> b =
-        raw.ok() ? kv::KvBlock::ParseAnyFormat(*raw, key) : absl::StatusOr<kv::KvBlock>(raw.status());
+    absl::StatusOr<kv::KvBlock> b = raw.ok() ? kv::KvBlock::ParseAnyFormat(*raw, key)
+                                             : absl::StatusOr<kv::KvBlock>(raw.status());
     if (!b.ok()) {
       std::printf("%s: %zu bytes, INVALID (%s): %s\n", std::string(tier->Name()).c_str(),
                   raw.ok() ? (*raw)->size() : size_t{0},
