@@ -21,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/cluster_secret.h"
 #include "kv_store/transfer/transport.h"
 #include "tests/consistency/transport_test_support.h"
 
@@ -61,7 +62,10 @@ double MemcpySeconds(size_t bytes, int iters) {
   return Median(s);
 }
 
-int Run(const std::string &name, const std::string &label, int max_mb, int iters) {
+// `secret`: both ends run the cluster-secret handshake (once per connection, so its cost is in
+// the first, untimed transfer) and BEGIN carries a transfer token, as in a secured cluster.
+int Run(const std::string &name, const std::string &label, int max_mb, int iters,
+        std::shared_ptr<const ClusterSecret> secret) {
   testing::PatternDims dims{30, 3, 64, 45};
   const KvFormat format = testing::TransportTestFormat(dims.tokens);
   absl::StatusOr<std::vector<KvBlock>> all = testing::PatternBlocks(format, max_mb, dims);
@@ -69,8 +73,12 @@ int Run(const std::string &name, const std::string &label, int max_mb, int iters
     std::fprintf(stderr, "blocks: %s\n", all.status().ToString().c_str());
     return 1;
   }
-  auto sender = NewTransport(name, TransportOptions{"bench-prefill", 1});
-  auto receiver = NewTransport(name, TransportOptions{"bench-decode", 2});
+  TransportOptions send_options{"bench-prefill", 1};
+  TransportOptions receive_options{"bench-decode", 2};
+  send_options.secret = secret;
+  receive_options.secret = secret;
+  auto sender = NewTransport(name, send_options);
+  auto receiver = NewTransport(name, receive_options);
   if (!sender.ok() || !receiver.ok()) {
     std::fprintf(stderr, "%s: %s\n", name.c_str(),
                  (!sender.ok() ? sender.status() : receiver.status()).ToString().c_str());
@@ -95,6 +103,7 @@ int Run(const std::string &name, const std::string &label, int max_mb, int iters
       d.id = TransferId::Random();
       d.dst = PeerAddress{"127.0.0.1", *port, "bench-decode", 2};
       d.blocks = blocks;
+      if (secret != nullptr) d.meta.transfer_token = "0123456789abcdef0123456789abcdef";
       d.deadline = absl::Now() + absl::Seconds(60);
       const auto t0 = Clock::now();
       absl::StatusOr<TransferHandle> h = (*sender)->Post(std::move(d));
@@ -138,15 +147,21 @@ int main(int argc, char **argv) {
     return 2;
   }
   int rc = 0;
+  const auto secret = *tandem::ClusterSecret::FromBytes(std::string(32, 's'));
+  // Each transport plain, then with the cluster-secret handshake ("+auth"), in the same run.
   for (const std::string &name : tandem::kv::AvailableTransports()) {
-    if (name == "ucx") {
-      setenv("UCX_NET_DEVICES", "lo", 1);
-      setenv("UCX_TLS", "sm,self,tcp", 1);
-      rc |= tandem::kv::Run(name, "ucx-shm", max_mb, iters);
-      setenv("UCX_TLS", "tcp", 1);
-      rc |= tandem::kv::Run(name, "ucx-tcp", max_mb, iters);
-    } else {
-      rc |= tandem::kv::Run(name, name, max_mb, iters);
+    for (const bool auth : {false, true}) {
+      const auto s = auth ? secret : nullptr;
+      const std::string suffix = auth ? "+auth" : "";
+      if (name == "ucx") {
+        setenv("UCX_NET_DEVICES", "lo", 1);
+        setenv("UCX_TLS", "sm,self,tcp", 1);
+        rc |= tandem::kv::Run(name, "ucx-shm" + suffix, max_mb, iters, s);
+        setenv("UCX_TLS", "tcp", 1);
+        rc |= tandem::kv::Run(name, "ucx-tcp" + suffix, max_mb, iters, s);
+      } else {
+        rc |= tandem::kv::Run(name, name + suffix, max_mb, iters, s);
+      }
     }
   }
   return rc;

@@ -21,7 +21,7 @@ constexpr char kUsage[] =
     "\n"
     "Commands:\n"
     "  serve      Start a local cluster (router + prefill + decode processes) serving the\n"
-    "             OpenAI API: tandem serve [--serve_port 8000] [--api_key KEY]\n"
+    "             OpenAI API: tandem serve [--serve_port 8000] [--api_keys_file FILE]\n"
     "  generate   Generate text from a prompt in-process: tandem generate --chat \"Hi\"\n"
     "  kv         Inspect the KV store: tandem kv stats|list [N]|lookup KEY|verify|clear\n"
     "             (with --kv_disk_path and/or --redis_url)\n"
@@ -47,22 +47,26 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   args.erase(args.begin());
+  // The children of `serve` get this process's flags: everything after the command word (secret
+  // ones by environment, see cli/serve.cc).
+  std::vector<std::string> self_args;
+  bool skipped_command = false;
+  for (int i = 1; i < argc; ++i) {
+    if (!skipped_command && std::string(argv[i]) == command) {
+      skipped_command = true;
+      continue;
+    }
+    self_args.push_back(argv[i]);
+  }
+  // A secret given on the command line stops showing in /proc/<pid>/cmdline from here on (the
+  // environment or a file keeps it out from the start).
+  tandem::ScrubSecretArgs(argc, argv);
   absl::Status status;
   if (command == "generate") {
     status = tandem::cli::RunGenerate(args);
   } else if (command == "kv") {
     status = tandem::cli::RunKv(args);
   } else if (command == "serve") {
-    // The children get this process's flags: everything after the command word.
-    std::vector<std::string> self_args;
-    bool skipped_command = false;
-    for (int i = 1; i < argc; ++i) {
-      if (!skipped_command && std::string(argv[i]) == command) {
-        skipped_command = true;
-        continue;
-      }
-      self_args.push_back(argv[i]);
-    }
     status = tandem::cli::RunServe(self_args);
   } else if (command == "router") {
     status = tandem::router::RunRouter();

@@ -6,22 +6,27 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "common/flags.h"
 #include "common/http_client.h"
 #include "common/log.h"
 #include "common/model_format/flags.h"
 #include "common/process.h"
 #include "common/status.h"
+#include "httplib.h"
 #include "nlohmann/json.hpp"
 
 namespace tandem::cli {
@@ -38,10 +43,10 @@ TANDEM_FLAG(int32_t, serve_max_restarts, 5,
 namespace {
 
 // Flags serve sets itself for each child; the user's values for them are not forwarded.
-constexpr const char* kOwnedFlags[] = {"ready_file",   "host",          "node_id",
-                                       "prefill_port", "decode_port",   "decode_data_port",
-                                       "router_port",  "prefill_nodes", "decode_nodes",
-                                       "serve_port"};
+constexpr const char* kOwnedFlags[] = {
+    "ready_file",         "host",        "node_id",       "prefill_port", "decode_port",
+    "decode_data_port",   "router_port", "prefill_nodes", "decode_nodes", "serve_port",
+    "cluster_secret_file"};
 
 bool IsOwnedFlag(const std::string& arg, bool* takes_next) {
   *takes_next = false;
@@ -56,15 +61,44 @@ bool IsOwnedFlag(const std::string& arg, bool* takes_next) {
   return false;
 }
 
-std::vector<std::string> ForwardedFlags(const std::vector<std::string>& self_args) {
-  std::vector<std::string> out;
+// What serve hands on to each child: flags on its command line, and secret flags (FlagSecrecy)
+// as environment variables, which other users cannot read in /proc/<pid>/cmdline.
+struct Forwarded {
+  std::vector<std::string> args;
+  std::vector<std::string> env;  // "TANDEM_NAME=value"
+};
+
+// The secret flag `arg` names ("--name=value" or "--name" followed by the value), or nullptr.
+const FlagBase* SecretFlagOf(const std::string& arg, bool* takes_next) {
+  *takes_next = false;
+  if (arg.rfind("--", 0) != 0) return nullptr;
+  const size_t eq = arg.find('=');
+  const FlagBase* flag =
+      FindFlag(arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2));
+  if (flag == nullptr || !flag->secret()) return nullptr;
+  *takes_next = eq == std::string::npos;
+  return flag;
+}
+
+Forwarded ForwardedFlags(const std::vector<std::string>& self_args) {
+  Forwarded out;
   for (size_t i = 0; i < self_args.size(); ++i) {
     bool takes_next = false;
     if (IsOwnedFlag(self_args[i], &takes_next)) {
       if (takes_next && i + 1 < self_args.size() && self_args[i + 1].rfind("--", 0) != 0) ++i;
       continue;
     }
-    out.push_back(self_args[i]);
+    if (const FlagBase* secret = SecretFlagOf(self_args[i], &takes_next); secret != nullptr) {
+      std::string value;
+      if (!takes_next) {
+        value = self_args[i].substr(self_args[i].find('=') + 1);
+      } else if (i + 1 < self_args.size()) {
+        value = self_args[++i];
+      }
+      out.env.push_back(absl::StrCat(secret->EnvVar(), "=", value));
+      continue;
+    }
+    out.args.push_back(self_args[i]);
   }
   return out;
 }
@@ -80,19 +114,34 @@ struct Child {
 
 class Supervisor {
  public:
-  Supervisor(std::string self_exe, std::vector<std::string> forwarded, std::string dir)
+  Supervisor(std::string self_exe, Forwarded forwarded, std::string dir)
       : self_exe_(std::move(self_exe)), forwarded_(std::move(forwarded)), dir_(std::move(dir)) {}
   ~Supervisor() { StopAll(); }
 
   absl::Status Start(Child& child) {
     std::remove(child.ready_file.c_str());
     std::vector<std::string> args = {self_exe_, child.role};
-    args.insert(args.end(), forwarded_.begin(), forwarded_.end());
+    args.insert(args.end(), forwarded_.args.begin(), forwarded_.args.end());
     args.insert(args.end(), child.extra_args.begin(), child.extra_args.end());
     args.push_back(absl::StrCat("--ready_file=", child.ready_file));
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The environment, built before fork (no allocation between fork and exec): serve's own, with
+    // the secret flags' variables set to the values serve was given.
+    std::vector<std::string> env = forwarded_.env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string_view entry(*e);
+      const std::string_view name = entry.substr(0, entry.find('='));
+      const bool overridden = std::any_of(env.begin(), env.end(), [&](const std::string& s) {
+        return s.size() > name.size() && s.compare(0, name.size(), name) == 0 &&
+               s[name.size()] == '=';
+      });
+      if (!overridden) env.emplace_back(entry);
+    }
+    std::vector<char*> envp;
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
@@ -103,7 +152,7 @@ class Supervisor {
       sigset_t none;
       sigemptyset(&none);
       pthread_sigmask(SIG_SETMASK, &none, nullptr);
-      execv(argv[0], argv.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     child.pid = pid;
@@ -200,7 +249,7 @@ class Supervisor {
   }
 
   std::string self_exe_;
-  std::vector<std::string> forwarded_;
+  Forwarded forwarded_;
   std::string dir_;
   std::vector<Child*> tracked_;
 };
@@ -212,11 +261,31 @@ absl::StatusOr<std::string> SelfExe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// True when the router serves HTTPS (--tls_cert, forwarded to it like any router flag).
+bool RouterUsesTls() {
+  const FlagBase* cert = FindFlag("tls_cert");
+  return cert != nullptr && !cert->CurrentString().empty();
+}
+
 absl::Status WaitRouterReady(int port) {
   const absl::Time deadline = absl::Now() + absl::Seconds(GetFlag(FLAGS_serve_startup_timeout_s));
   absl::Status last;
   while (absl::Now() < deadline) {
-    auto reply = HttpGet({"127.0.0.1", port}, "/ready");
+    absl::StatusOr<HttpReply> reply;
+    if (RouterUsesTls()) {
+      // Our own child on loopback: the certificate is the user's to check, not ours.
+      httplib::SSLClient client("127.0.0.1", port);
+      client.enable_server_certificate_verification(false);
+      client.set_connection_timeout(std::chrono::seconds(2));
+      httplib::Result r = client.Get("/ready");
+      if (r) {
+        reply = HttpReply{r->status, r->body};
+      } else {
+        reply = absl::UnavailableError(httplib::to_string(r.error()));
+      }
+    } else {
+      reply = HttpGet({"127.0.0.1", port}, "/ready");
+    }
     if (reply.ok() && reply->status == 200) return absl::OkStatus();
     last = reply.ok() ? absl::UnavailableError(reply->body) : reply.status();
     absl::SleepFor(absl::Milliseconds(100));
@@ -238,16 +307,34 @@ absl::Status RunServe(const std::vector<std::string>& self_args) {
     return absl::InvalidArgumentError(absl::StrCat("--serve_port=", router_port, ": not a port"));
   }
 
+  // One cluster secret per run unless the user brings one: a file only this user can read, in
+  // serve's private temp dir (mkdtemp makes it 0700), named to the children by path.
+  std::string secret_file = GetFlag(FLAGS_cluster_secret_file);
+  const bool own_secret = secret_file.empty();
+  if (own_secret) {
+    secret_file = dir + "/cluster_secret";
+    TANDEM_RETURN_IF_ERROR(ClusterSecret::WriteNewFile(secret_file));
+  } else {
+    TANDEM_RETURN_IF_ERROR(ClusterSecret::ReadFile(secret_file).status());
+  }
+  // Also on an early return: the secret of a run never outlives it.
+  absl::Cleanup remove_secret = [&] {
+    if (own_secret) std::remove(secret_file.c_str());
+    rmdir(dir.c_str());
+  };
+  const std::string secret_arg = absl::StrCat("--cluster_secret_file=", secret_file);
+
   Supervisor supervisor(self_exe, ForwardedFlags(self_args), dir);
-  Child prefill{.role = "prefill",
-                .extra_args = {"--host=127.0.0.1", "--prefill_port=0", "--node_id=prefill-0"},
-                .ready_file = dir + "/prefill.json",
-                .pid = -1,
-                .ports = {},
-                .restarts = {}};
+  Child prefill{
+      .role = "prefill",
+      .extra_args = {"--host=127.0.0.1", "--prefill_port=0", "--node_id=prefill-0", secret_arg},
+      .ready_file = dir + "/prefill.json",
+      .pid = -1,
+      .ports = {},
+      .restarts = {}};
   Child decode{.role = "decode",
                .extra_args = {"--host=127.0.0.1", "--decode_port=0", "--decode_data_port=0",
-                              "--node_id=decode-0"},
+                              "--node_id=decode-0", secret_arg},
                .ready_file = dir + "/decode.json",
                .pid = -1,
                .ports = {},
@@ -259,20 +346,20 @@ absl::Status RunServe(const std::vector<std::string>& self_args) {
   TANDEM_RETURN_IF_ERROR(supervisor.Start(prefill));
   TANDEM_RETURN_IF_ERROR(supervisor.Start(decode));
   // A restarted node comes back on the ports the router knows.
-  prefill.extra_args = {"--host=127.0.0.1",
-                        absl::StrCat("--prefill_port=", prefill.ports["http"]),
-                        "--node_id=prefill-0"};
+  prefill.extra_args = {"--host=127.0.0.1", absl::StrCat("--prefill_port=", prefill.ports["http"]),
+                        "--node_id=prefill-0", secret_arg};
   decode.extra_args = {"--host=127.0.0.1", absl::StrCat("--decode_port=", decode.ports["http"]),
                        absl::StrCat("--decode_data_port=", decode.ports["data"]),
-                       "--node_id=decode-0"};
-  Child router{.role = "router",
-               .extra_args = {"--host=127.0.0.1", absl::StrCat("--router_port=", router_port),
-                              absl::StrCat("--prefill_nodes=127.0.0.1:", prefill.ports["http"]),
-                              absl::StrCat("--decode_nodes=127.0.0.1:", decode.ports["http"])},
-               .ready_file = dir + "/router.json",
-               .pid = -1,
-               .ports = {},
-               .restarts = {}};
+                       "--node_id=decode-0", secret_arg};
+  Child router{
+      .role = "router",
+      .extra_args = {"--host=127.0.0.1", absl::StrCat("--router_port=", router_port),
+                     absl::StrCat("--prefill_nodes=127.0.0.1:", prefill.ports["http"]),
+                     absl::StrCat("--decode_nodes=127.0.0.1:", decode.ports["http"]), secret_arg},
+      .ready_file = dir + "/router.json",
+      .pid = -1,
+      .ports = {},
+      .restarts = {}};
   supervisor.Track(&router);
   TANDEM_RETURN_IF_ERROR(supervisor.Start(router));
   const int port = router.ports["http"];
@@ -284,8 +371,8 @@ absl::Status RunServe(const std::vector<std::string>& self_args) {
                                          {"prefill", prefill.ports["http"]},
                                          {"decode", decode.ports["http"]},
                                          {"decode_data", decode.ports["data"]}}));
-  std::printf("Tandem is serving %s\nOpenAI base URL: http://127.0.0.1:%d/v1\nCtrl-C stops it.\n",
-              GetFlag(format::FLAGS_model).c_str(), port);
+  std::printf("Tandem is serving %s\nOpenAI base URL: %s://127.0.0.1:%d/v1\nCtrl-C stops it.\n",
+              GetFlag(format::FLAGS_model).c_str(), RouterUsesTls() ? "https" : "http", port);
   std::fflush(stdout);
 
   std::vector<Child*> children = {&prefill, &decode, &router};

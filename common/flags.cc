@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -153,8 +154,9 @@ std::string_view FlagTypeName(FlagType type) {
   return "?";
 }
 
-FlagBase::FlagBase(const char* name, FlagType type, const char* help, const char* file)
-    : name_(name), type_(type), help_(help), file_(file) {
+FlagBase::FlagBase(const char* name, FlagType type, const char* help, const char* file,
+                   FlagSecrecy secrecy)
+    : name_(name), type_(type), help_(help), file_(file), secrecy_(secrecy) {
   Registry& registry = GetRegistry();
   absl::MutexLock lock(&registry.mu);
   auto [it, inserted] = registry.flags.emplace(name, this);
@@ -164,6 +166,12 @@ FlagBase::FlagBase(const char* name, FlagType type, const char* help, const char
 
 std::string FlagBase::EnvVar() const {
   return absl::StrCat("TANDEM_", absl::AsciiStrToUpper(name_));
+}
+
+std::string FlagBase::PrintableString() const {
+  std::string value = CurrentString();
+  if (secret() && !value.empty()) return kRedacted;
+  return value;
 }
 
 FlagSource FlagBase::source() const {
@@ -179,9 +187,10 @@ void FlagBase::set_source(FlagSource source) {
 absl::Status FlagBase::ParseAndSet(std::string_view text, FlagSource source) {
   absl::Status status = ParseAndSetValue(text);
   if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name_, ": ", Quote(text), " is not ",
-                                                   type_ == FlagType::kInt32 || type_ == FlagType::kInt64 ? "an " : "a ",
-                                                   AV(FlagTypeName(type_)), status.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name_, ": ", secret() ? std::string(kRedacted) : Quote(text), " is not ",
+                     type_ == FlagType::kInt32 || type_ == FlagType::kInt64 ? "an " : "a ",
+                     AV(FlagTypeName(type_)), status.message()));
   }
   set_source(source);
   return absl::OkStatus();
@@ -310,7 +319,9 @@ std::string HelpText(std::string_view usage) {
     }
     out << "    --" << flag->name() << "=<" << FlagTypeName(flag->type()) << ">  " << flag->help()
         << "\n      default: ";
-    if (flag->type() == FlagType::kString) {
+    if (flag->secret() && !flag->DefaultString().empty()) {
+      out << kRedacted;
+    } else if (flag->type() == FlagType::kString) {
       out << '"' << flag->DefaultString() << '"';
     } else {
       out << flag->DefaultString();
@@ -326,7 +337,7 @@ std::string EffectiveFlags() {
     const char* source = "default";
     if (flag->source() == FlagSource::kEnv) source = "env";
     if (flag->source() == FlagSource::kCommandLine) source = "command line";
-    out << flag->name() << "=" << flag->CurrentString() << " (" << source << ")\n";
+    out << flag->name() << "=" << flag->PrintableString() << " (" << source << ")\n";
   }
   return out.str();
 }
@@ -358,6 +369,23 @@ FlagSaver::~FlagSaver() {
       s.flag->ResetToDefault();
     } else {
       TANDEM_CHECK(s.flag->ParseAndSet(s.value, s.source).ok()) << "restoring --" << s.flag->name();
+    }
+  }
+}
+
+void ScrubSecretArgs(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg(argv[i]);
+    if (arg.substr(0, 2) != "--") continue;
+    const size_t eq = arg.find('=');
+    const FlagBase* flag =
+        FindFlag(arg.substr(2, eq == std::string_view::npos ? arg.npos : eq - 2));
+    if (flag == nullptr || !flag->secret()) continue;
+    if (eq != std::string_view::npos) {
+      std::memset(argv[i] + eq + 1, 'x', arg.size() - eq - 1);
+    } else if (i + 1 < argc) {
+      std::memset(argv[i + 1], 'x', std::strlen(argv[i + 1]));
+      ++i;
     }
   }
 }

@@ -37,13 +37,19 @@ namespace tandem {
 enum class FlagType { kBool, kInt32, kInt64, kDouble, kString };
 // Where a flag's current value came from; logged with the effective configuration.
 enum class FlagSource { kDefault, kEnv, kCommandLine };
+// A secret flag (an API key, a URL with a password) is never printed: --help, the effective
+// configuration and parse errors show "<redacted>", and `tandem serve` hands it to its children
+// through the environment rather than their command lines.
+enum class FlagSecrecy { kPublic, kSecret };
+inline constexpr char kRedacted[] = "<redacted>";
 
 std::string_view FlagTypeName(FlagType type);  // "bool", "int32", "int64", "double", "string"
 
 // Type-erased view of one flag, as the registry, the parser and --help see it.
 class FlagBase {
  public:
-  FlagBase(const char* name, FlagType type, const char* help, const char* file);
+  FlagBase(const char* name, FlagType type, const char* help, const char* file,
+           FlagSecrecy secrecy = FlagSecrecy::kPublic);
   FlagBase(const FlagBase&) = delete;
   FlagBase& operator=(const FlagBase&) = delete;
 
@@ -52,6 +58,9 @@ class FlagBase {
   std::string_view help() const { return help_; }
   std::string_view file() const { return file_; }  // the .cc that declared the flag
   std::string EnvVar() const;                      // "TANDEM_" + upper-case name
+  bool secret() const { return secrecy_ == FlagSecrecy::kSecret; }
+  // CurrentString(), or kRedacted for a secret flag that is set to a non-empty value.
+  std::string PrintableString() const;
 
   virtual std::string DefaultString() const = 0;
   virtual std::string CurrentString() const = 0;
@@ -73,6 +82,7 @@ class FlagBase {
   FlagType type_;
   const char* help_;
   const char* file_;
+  const FlagSecrecy secrecy_;
   mutable absl::Mutex source_mu_;
   FlagSource source_ ABSL_GUARDED_BY(source_mu_) = FlagSource::kDefault;
 };
@@ -112,8 +122,9 @@ template <typename T>
 class Flag final : public FlagBase {
  public:
   template <typename D>
-  Flag(const char* name, D&& default_value, const char* help, const char* file)
-      : FlagBase(name, FlagTypeOf<T>(), help, file),
+  Flag(const char* name, D&& default_value, const char* help, const char* file,
+       FlagSecrecy secrecy = FlagSecrecy::kPublic)
+      : FlagBase(name, FlagTypeOf<T>(), help, file, secrecy),
         default_(std::forward<D>(default_value)),
         value_(default_) {}
 
@@ -199,6 +210,10 @@ std::string EffectiveFlags();
 std::vector<std::string> ParseFlagsOrExit(int argc, const char* const* argv,
                                           std::string_view usage);
 
+// Overwrites, in place, the values of secret flags in argv (--name=value, or --name value) with
+// 'x', so that /proc/<pid>/cmdline no longer shows them. Call after parsing.
+void ScrubSecretArgs(int argc, char** argv);
+
 // Saves every flag's value on construction and restores it on destruction (tests).
 class FlagSaver {
  public:
@@ -224,5 +239,9 @@ class FlagSaver {
 // defined in an unnamed namespace, as common/log.cc does for --v.
 #define TANDEM_FLAG(type, name, default_value, help) \
   ::tandem::Flag<type> FLAGS_##name(#name, default_value, help, __FILE__)
+// As TANDEM_FLAG, for a value that must never be printed (FlagSecrecy::kSecret).
+#define TANDEM_SECRET_FLAG(type, name, default_value, help)               \
+  ::tandem::Flag<type> FLAGS_##name(#name, default_value, help, __FILE__, \
+                                    ::tandem::FlagSecrecy::kSecret)
 // Makes a flag defined in another .cc visible (same namespace as its definition).
 #define TANDEM_DECLARE_FLAG(type, name) extern ::tandem::Flag<type> FLAGS_##name

@@ -14,11 +14,14 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "common/http_auth.h"
 #include "common/metrics.h"
 #include "httplib.h"
 
@@ -31,6 +34,26 @@ struct HttpServerOptions {
   int port = 0;
   // Worker threads; each open SSE stream holds one. 0 keeps httplib's default (max(8, cores - 1)).
   int num_threads = 0;
+  // Hostile-caller limits, checked from the headers before any body byte is read: a larger
+  // Content-Length gets 413; a body without Content-Length (chunked) 411; a Content-Encoding
+  // other than identity 415 (nothing is inflated); headers over max_header_bytes 431.
+  int64_t max_body_bytes = 16 << 20;
+  int64_t max_header_bytes = 32 << 10;
+  // Connections accepted beyond num_threads that may wait for a worker; beyond that a connection
+  // is answered 503 + Retry-After at once by a separate thread. Needs num_threads > 0.
+  int max_queued_connections = 256;
+  // The kernel hands a connection to the server only once its first bytes arrived
+  // (TCP_DEFER_ACCEPT), so connections that send nothing never occupy a worker: longer than the
+  // kernel's SYN-ACK retries (~63 s), a silent connection is dropped without ever being accepted.
+  absl::Duration defer_accept = absl::Seconds(120);
+  // Longest wait for the next bytes of a request (and of an idle keep-alive connection).
+  absl::Duration read_timeout = absl::Seconds(10);
+  // Counts what these limits refused, by reason (tandem_http_refusals_total); may be null.
+  CounterFamily* refusals = nullptr;
+  // PEM certificate (chain) and private key: serve HTTPS (OpenSSL) instead of HTTP. Both or
+  // neither. A plain-HTTP request to a TLS port fails its handshake and is closed.
+  std::string tls_cert{};
+  std::string tls_key{};
 };
 
 class HttpServer {
@@ -42,6 +65,11 @@ class HttpServer {
   ~HttpServer();  // Stop()s
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
+
+  // Every route under /internal/ (and any unknown path there) then needs the cluster secret
+  // (common/http_auth.h): the header is checked before the body is read, the body after; a caller
+  // without it gets 401 and the connection is closed. Call before Start().
+  void RequireClusterAuth(std::shared_ptr<const ControlPlaneAuth> auth);
 
   // Route registration; `pattern` is an httplib regex such as "/v1/models" or "/kv/(\\w+)".
   void Get(const std::string& pattern, Handler handler);
@@ -63,9 +91,22 @@ class HttpServer {
   httplib::Server& raw() { return *server_; }
 
  private:
+  // What the limits of HttpServerOptions refused, from the headers alone.
+  struct Refusal {
+    int http_status;
+    std::string reason;  // metric label
+    std::string message;
+  };
+  std::optional<Refusal> CheckLimits(const httplib::Request& req) const;
+
+  // Wraps handlers of /internal/ routes so that their body is checked against the signed digest.
+  Handler Guarded(const std::string& pattern, Handler handler);
+
   HttpServerOptions options_;
   const MetricsRegistry* metrics_;
   std::unique_ptr<httplib::Server> server_;
+  std::shared_ptr<const ControlPlaneAuth> auth_;
+  int listen_fd_ = -1;  // the bound socket, as httplib's socket-options hook saw it
   std::thread thread_;
   int port_ = 0;
 };

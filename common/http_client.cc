@@ -83,7 +83,10 @@ absl::Status StatusFromHttpReply(int http_status, std::string_view body) {
 absl::StatusOr<HttpReply> HttpGet(const HttpEndpoint& to, const std::string& path,
                                   const HttpCallOptions& options) {
   auto client = MakeClient(to, options);
-  httplib::Result result = client->Get(path.c_str());
+  httplib::Headers headers;
+  if (options.cluster_auth)
+    headers.emplace(kAuthHeader, options.cluster_auth->Sign("GET", path, ""));
+  httplib::Result result = client->Get(path.c_str(), headers);
   if (!result) return TransportError(result.error(), to, path);
   return HttpReply{result->status, result->body};
 }
@@ -91,7 +94,10 @@ absl::StatusOr<HttpReply> HttpGet(const HttpEndpoint& to, const std::string& pat
 absl::StatusOr<HttpReply> HttpPostJson(const HttpEndpoint& to, const std::string& path,
                                        const std::string& body, const HttpCallOptions& options) {
   auto client = MakeClient(to, options);
-  httplib::Result result = client->Post(path.c_str(), body, "application/json");
+  httplib::Headers headers;
+  if (options.cluster_auth)
+    headers.emplace(kAuthHeader, options.cluster_auth->Sign("POST", path, body));
+  httplib::Result result = client->Post(path.c_str(), headers, body, "application/json");
   if (!result) return TransportError(result.error(), to, path);
   return HttpReply{result->status, result->body};
 }
@@ -155,6 +161,8 @@ absl::Status PostSse(const HttpEndpoint& to, const std::string& path, const std:
   req.body = body;
   req.set_header("Content-Type", "application/json");
   req.set_header("Accept", "text/event-stream");
+  if (options.cluster_auth)
+    req.set_header(kAuthHeader, options.cluster_auth->Sign("POST", path, body));
   int http_status = 0;
   std::string error_body;
   bool stopped = false;

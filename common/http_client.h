@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/http_auth.h"
 
 namespace tandem {
 
@@ -30,6 +31,8 @@ struct HttpCallOptions {
   // Per read or write on the socket, not for the whole call: a stream that keeps sending lives on.
   absl::Duration io_timeout = absl::Seconds(30);
   std::string bearer_token;  // sent as Authorization: Bearer <token> when not empty
+  // Signs the request with the cluster secret (X-Tandem-Auth) when set: every /internal/ call.
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 struct HttpReply {

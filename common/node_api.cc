@@ -171,10 +171,13 @@ void ReadSampling(Reader& r, Sampling& s) {
 }
 
 Json TargetToJson(const DecodeTarget& t) {
-  return Json{{"transport", t.transport}, {"host", t.host},
-              {"port", t.port},           {"node_id", t.node_id},
+  return Json{{"transport", t.transport},
+              {"host", t.host},
+              {"port", t.port},
+              {"node_id", t.node_id},
               {"epoch", std::to_string(t.epoch)},
-              {"reservation_id", std::to_string(t.reservation_id)}};
+              {"reservation_id", std::to_string(t.reservation_id)},
+              {"transfer_token", t.transfer_token}};
 }
 void ReadTarget(Reader& r, DecodeTarget& t) {
   r.String("transport", t.transport, true);
@@ -183,6 +186,7 @@ void ReadTarget(Reader& r, DecodeTarget& t) {
   r.String("node_id", t.node_id, true);
   r.U64("epoch", t.epoch, true);
   r.U64("reservation_id", t.reservation_id, true);
+  r.String("transfer_token", t.transfer_token);
 }
 
 Json TimingsToJson(const Timings& t) {

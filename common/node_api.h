@@ -38,6 +38,9 @@ struct DecodeTarget {
   std::string node_id;
   uint64_t epoch = 0;
   uint64_t reservation_id = 0;
+  // Issued by the decode node with the reservation (128 random bits, hex); the prefill node sends
+  // it in the data-plane BEGIN, and a BEGIN without it is refused. Never logged.
+  std::string transfer_token{};
 };
 
 struct ReserveRequest {

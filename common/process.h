@@ -10,6 +10,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/cluster_secret.h"
 #include "common/flags.h"
 
 namespace tandem {
@@ -18,6 +20,15 @@ TANDEM_DECLARE_FLAG(std::string, host);
 TANDEM_DECLARE_FLAG(std::string, node_id);
 TANDEM_DECLARE_FLAG(std::string, ready_file);
 TANDEM_DECLARE_FLAG(int32_t, http_threads);
+TANDEM_DECLARE_FLAG(std::string, cluster_secret_file);
+
+// True for 127.0.0.0/8, ::1 and "localhost": an address only this machine can reach.
+bool IsLoopbackHost(std::string_view host);
+
+// The secret --cluster_secret_file names. Without the flag: nullptr (with a warning that the
+// internal planes are unauthenticated) when --host is loopback, else InvalidArgument: a node that
+// other machines can reach must not run open.
+absl::StatusOr<std::shared_ptr<const ClusterSecret>> ClusterSecretFromFlags();
 
 // A process epoch: unix microseconds at start, mixed with the pid, so a restarted node is never
 // taken for its previous life even when it comes back within the same microsecond.

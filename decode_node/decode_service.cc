@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<DecodeService>> DecodeService::Create(const Decod
                                                 service->model_->kv_cache(), &service->metrics_);
 
   TANDEM_ASSIGN_OR_RETURN(service->transport_,
-                          kv::NewTransport(options.transport, {options.node_id, options.epoch}));
+                          kv::NewTransport(options.transport, service->MakeTransportOptions()));
   kv::ListenOptions listen;
   listen.host = options.data_host;
   listen.port = static_cast<uint16_t>(options.data_port);
@@ -86,6 +86,15 @@ void DecodeService::Shutdown() {
   if (batcher_ != nullptr) batcher_->Stop();
 }
 
+kv::TransportOptions DecodeService::MakeTransportOptions() {
+  kv::TransportOptions o;
+  o.node_id = options_.node_id;
+  o.epoch = options_.epoch;
+  o.secret = options_.cluster_secret;
+  o.auth_refusals = metrics_.auth_refusals();
+  return o;
+}
+
 absl::StatusOr<node_api::ReserveReply> DecodeService::Reserve(
     const node_api::ReserveRequest& req) {
   TANDEM_ASSIGN_OR_RETURN(Reserved r, reservations_.Reserve(req));
@@ -96,6 +105,7 @@ absl::StatusOr<node_api::ReserveReply> DecodeService::Reserve(
   reply.target.node_id = options_.node_id;
   reply.target.epoch = options_.epoch;
   reply.target.reservation_id = r.id;
+  reply.target.transfer_token = r.transfer_token;
   reply.expires_ms = absl::ToUnixMillis(r.expires);
   return reply;
 }

@@ -113,6 +113,8 @@ class DecodeService {
 
   const DecodeOptions options_;
   DecodeMetrics metrics_;
+  // Node id, epoch, the cluster secret (the data-plane handshake) and where refusals are counted.
+  kv::TransportOptions MakeTransportOptions();
   ReservationTable reservations_;
   std::unique_ptr<runtime::LoadedModel> model_;  // its runner and cache: the batcher's alone
   std::unique_ptr<Batcher> batcher_;

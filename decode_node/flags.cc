@@ -64,6 +64,7 @@ absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags() {
   o.advertise_host = AdvertiseHost(o.data_host);
   o.node_id = NodeIdFromFlags("decode");
   o.epoch = NewProcessEpoch();
+  TANDEM_ASSIGN_OR_RETURN(o.cluster_secret, ClusterSecretFromFlags());
   if (absl::Status s = o.Validate(); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("decode node flags: ", s.message()));
   }

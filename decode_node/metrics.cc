@@ -3,6 +3,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cluster_secret.h"
 #include "kv_store/transfer/transport.h"
 
 namespace tandem::decode {
@@ -47,6 +48,11 @@ DecodeMetrics::DecodeMetrics(MetricsRegistry& registry, std::string transport)
   for (std::string_view reason : kv::kTransferFailureReasons) {
     transfer_failures_->Labels({transport_, std::string(reason)});
   }
+  auth_refusals_ = AuthRefusalsCounter(registry);
+}
+
+void DecodeMetrics::AuthRefused(std::string_view reason) {
+  auth_refusals_->Labels({"data", std::string(reason)}).Increment();
 }
 
 void DecodeMetrics::Step(double seconds, int64_t batch_size) {

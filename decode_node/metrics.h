@@ -30,6 +30,9 @@ class DecodeMetrics {
   void TransferBytesIn(int64_t bytes);
   // `reason` comes from the Status code (TransferFailureReason), never from its message.
   void TransferFailed(const absl::Status& status);
+  // A data-plane caller without the right credentials (tandem_auth_refusals_total{plane="data"}).
+  void AuthRefused(std::string_view reason);
+  CounterFamily* auth_refusals() const { return auth_refusals_; }
 
  private:
   std::string transport_;
@@ -40,6 +43,7 @@ class DecodeMetrics {
   prometheus::Histogram* batch_size_;
   prometheus::Counter* bytes_in_;
   CounterFamily* transfer_failures_;
+  CounterFamily* auth_refusals_;
 };
 
 

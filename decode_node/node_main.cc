@@ -36,6 +36,10 @@ absl::Status RunDecodeNode() {
   http_options.port = http_port;
   http_options.num_threads = GetFlag(FLAGS_http_threads);
   HttpServer http(http_options, &metrics);
+  if (options.cluster_secret != nullptr) {
+    http.RequireClusterAuth(
+        std::make_shared<ControlPlaneAuth>(options.cluster_secret, AuthRefusalsCounter(metrics)));
+  }
   // A drain over HTTP ends the process like SIGTERM does: the main thread is the one waiting.
   RegisterDecodeRoutes(http, *service, [] { ::kill(::getpid(), SIGTERM); });
   TANDEM_RETURN_IF_ERROR(http.Start());

@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "kv_store/options.h"
 #include "runtime/loaded_model.h"
 
@@ -53,6 +55,10 @@ struct DecodeOptions {
   // This node's id and process epoch, sent in status and checked on every data-plane frame.
   std::string node_id = "decode";
   uint64_t epoch = 1;
+  // The cluster secret: authenticates the data plane (and, in the node's process, its /internal/
+  // HTTP API). nullptr runs them open, which only a loopback-bound node may do.
+  // Flag: --cluster_secret_file
+  std::shared_ptr<const ClusterSecret> cluster_secret{};
 
   // InvalidArgument naming the field (and its flag) and the value.
   absl::Status Validate() const;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/cluster_secret.h"
 #include "common/status.h"
 #include "glog/logging.h"
 
@@ -55,8 +56,10 @@ absl::StatusOr<Reserved> ReservationTable::Reserve(const node_api::ReserveReques
         (limits_.capacity_pages - pages_used_) * limits_.page_tokens, " of ",
         limits_.capacity_pages * limits_.page_tokens, " free"));
   }
-  const uint64_t id = next_id_++;
+  uint64_t id = 0;
+  while (id == 0 || by_id_.contains(id)) id = SecureRandomU64() >> 2;
   Reservation& r = by_id_[id];
+  r.transfer_token = SecureRandomHex(16);
   r.request_id = req.request_id;
   r.prompt_tokens = req.prompt_tokens;
   r.max_tokens = req.max_tokens;
@@ -67,7 +70,7 @@ absl::StatusOr<Reserved> ReservationTable::Reserve(const node_api::ReserveReques
   PublishLocked();
   VLOG(1) << "req=" << req.request_id << " reservation " << id << " holds " << tokens
           << " KV tokens until " << expires;
-  return Reserved{id, expires};
+  return Reserved{id, r.transfer_token, expires};
 }
 
 absl::StatusOr<Claim> ReservationTable::ClaimForDecode(uint64_t id) {
@@ -204,6 +207,16 @@ absl::Status ReservationTable::OnBegin(const kv::TransferMeta& meta, kv::Reserva
     return absl::NotFoundError(absl::StrCat("no reservation ", rid, " (unknown or expired)"));
   }
   Reservation& r = it->second;
+  // The token proves the sender got this reservation from the router (which got it from us).
+  // Refused before anything else is looked at, so a stranger learns nothing about its state.
+  const auto span = [](const std::string& s) {
+    return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  if (!ConstantTimeEquals(span(meta.transfer_token), span(r.transfer_token))) {
+    if (metrics_ != nullptr) metrics_->AuthRefused("bad_transfer_token");
+    return absl::PermissionDeniedError(
+        absl::StrCat("transfer ", meta.id.Hex(), ": wrong or missing transfer token"));
+  }
   if (r.cancelled->load()) return absl::CancelledError(absl::StrCat("reservation ", rid, " cancelled"));
   // A resend after a failed transfer starts over; anything else would mix two transfers' blocks.
   if (r.phase == TransferPhase::kReceiving || r.phase == TransferPhase::kComplete) {

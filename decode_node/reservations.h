@@ -66,7 +66,8 @@ struct ReceivedKv {
 };
 
 struct Reserved {
-  uint64_t id = 0;
+  uint64_t id = 0;  // random (62 bits), so no caller can guess another request's reservation
+  std::string transfer_token;  // what the sender's BEGIN must carry (hex, 128 random bits)
   absl::Time expires;
 };
 
@@ -144,6 +145,7 @@ class ReservationTable final : public kv::TransferSink {
     std::shared_ptr<std::atomic<bool>> cancelled;
     TransferPhase phase = TransferPhase::kAwaiting;
     kv::TransferId transfer;
+    std::string transfer_token;
     uint32_t transfer_blocks = 0;  // BEGIN's block count: the last block must complete the prompt
     absl::Status failure;         // kFailed: why
     ReceivedKv kv;                // filled while receiving
@@ -159,7 +161,6 @@ class ReservationTable final : public kv::TransferSink {
   const ReservationLimits limits_;
   DecodeMetrics* const metrics_;
   mutable absl::Mutex mu_;
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   int64_t pages_used_ ABSL_GUARDED_BY(mu_) = 0;  // free = limits_.capacity_pages - pages_used_

@@ -12,8 +12,8 @@ TANDEM_FLAG(int64_t, kv_memory_bytes, tandem::kv::KvStoreOptions{}.memory_bytes,
 TANDEM_FLAG(std::string, kv_disk_path, "", "RocksDB KV tier directory; empty = off.");
 TANDEM_FLAG(int64_t, kv_disk_bytes, tandem::kv::KvStoreOptions{}.disk_bytes,
             "RocksDB KV tier budget in bytes.");
-TANDEM_FLAG(std::string, redis_url, "",
-            "Shared Redis KV tier, redis://[:password@]host:port[/db]; empty = off.");
+TANDEM_SECRET_FLAG(std::string, redis_url, "",
+                   "Shared Redis KV tier, redis://[:password@]host:port[/db]; empty = off.");
 TANDEM_FLAG(
     int32_t, redis_timeout_ms,
     static_cast<int32_t>(absl::ToInt64Milliseconds(tandem::kv::KvStoreOptions{}.redis_timeout)),

@@ -116,6 +116,8 @@ std::string_view MissReasonName(MissReason reason) {
       return "tier_unavailable";
     case MissReason::kTimeout:
       return "timeout";
+    case MissReason::kAuth:
+      return "auth";
   }
   return "unknown";
 }

@@ -36,10 +36,11 @@ enum class MissReason : uint8_t {
   kChecksum,
   kTierUnavailable,
   kTimeout,
+  kAuth,  // a shared tier's block without a valid MAC under the cluster secret (kv_seal.h)
 };
-inline constexpr int kNumMissReasons = 8;
+inline constexpr int kNumMissReasons = 9;
 // Metric label: not_found, header, version, format_mismatch, key_mismatch, checksum,
-// tier_unavailable, timeout.
+// tier_unavailable, timeout, auth.
 std::string_view MissReasonName(MissReason reason);
 
 // A Status of `code` carrying `reason` as its payload.

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 
 namespace tandem::kv {
 
@@ -39,6 +41,9 @@ struct KvStoreOptions {
   // Circuit breaker of the Redis tier (§9): first open period and its cap.
   absl::Duration redis_breaker_base = absl::Seconds(1);
   absl::Duration redis_breaker_max = absl::Seconds(30);
+  // Seals blocks written to Redis and refuses unsealed or forged ones (kv_seal.h). A node sets it
+  // to its cluster secret (--cluster_secret_file), which it must have when --redis_url is set.
+  std::shared_ptr<const ClusterSecret> seal_secret{};
 
   // InvalidArgument naming the flag and value.
   absl::Status Validate() const;

@@ -60,10 +60,20 @@ class RedisTier::Conn {
   redisContext* c_;
 };
 
+// The URL with its credentials replaced, for messages: a password never reaches a log or an error.
+std::string RedactedRedisUrl(std::string_view url) {
+  const size_t at = url.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  const size_t scheme = url.find("://");
+  const size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  return absl::StrCat(AV(url.substr(0, start)), "<redacted>", AV(url.substr(at)));
+}
+
 absl::StatusOr<RedisAddress> ParseRedisUrl(std::string_view url) {
   auto bad = [&](std::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat("--redis_url '", AV(url), "': ", AV(why),
-                                                   " (expected redis://[:password@]host:port[/db])"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--redis_url '", RedactedRedisUrl(url), "': ", AV(why),
+                     " (expected redis://[:password@]host:port[/db])"));
   };
   constexpr std::string_view kScheme = "redis://";
   if (url.substr(0, kScheme.size()) != kScheme) return bad("scheme is not redis://");
@@ -111,6 +121,7 @@ RedisTier::RedisTier(const RedisTierOptions& options, RedisAddress address, cons
                      MetricsRegistry* metrics)
     : KvTier(TierId::kRedis, format, metrics),
       options_(options),
+      seal_(options.seal_secret ? std::make_unique<KvSeal>(options.seal_secret) : nullptr),
       address_(std::move(address)),
       prefix_(absl::StrCat("tandem:", format.ns, ":kv:")),
       format_key_(absl::StrCat("tandem:", format.ns, ":format:", format.Root().Hex())),
@@ -343,8 +354,12 @@ absl::Status RedisTier::Command(const std::vector<std::string_view>& argv, absl:
 
 absl::StatusOr<std::shared_ptr<const Bytes>> RedisTier::GetRaw(const BlockKey& key,
                                                                 absl::Time deadline) {
+  return Fetch(key, deadline);
+}
+
+absl::StatusOr<std::shared_ptr<Bytes>> RedisTier::Fetch(const BlockKey& key, absl::Time deadline) {
   const std::string rk = RedisKey(key);
-  std::shared_ptr<const Bytes> out;
+  std::shared_ptr<Bytes> out;
   TANDEM_RETURN_IF_ERROR(Command({"GET", rk}, deadline, [&](void* p) -> absl::Status {
     auto* r = static_cast<redisReply*>(p);
     if (r->type == REDIS_REPLY_NIL) return absl::NotFoundError(absl::StrCat("redis: no ", rk));
@@ -356,7 +371,19 @@ absl::StatusOr<std::shared_ptr<const Bytes>> RedisTier::GetRaw(const BlockKey& k
 }
 
 absl::StatusOr<KvBlock> RedisTier::DoGet(const BlockKey& key, absl::Time deadline) {
-  TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<const Bytes> bytes, GetRaw(key, deadline));
+  TANDEM_ASSIGN_OR_RETURN(std::shared_ptr<Bytes> bytes, Fetch(key, deadline));
+  if (seal_ != nullptr) {
+    if (absl::Status s = seal_->Open(*bytes); !s.ok()) {
+      // Planted, written by a node of another cluster, or by a reader that predates sealing:
+      // never used, and erased so the next writer replaces it with a sealed block.
+      LOG(WARNING) << "redis tier: erasing block " << key.Hex() << ": " << s.message();
+      if (absl::Status e = Erase(key); !e.ok()) {
+        LOG(WARNING) << "redis tier: could not erase unauthenticated block " << key.Hex() << ": "
+                     << e;
+      }
+      return s;
+    }
+  }
   return ParseStored(std::move(bytes), key);
 }
 
@@ -367,7 +394,11 @@ absl::Status RedisTier::PutRawForTesting(const BlockKey& key, std::string_view b
 
 absl::Status RedisTier::DoPut(const KvBlock& block, absl::Time deadline) {
   TANDEM_RETURN_IF_ERROR(EnsureFormatRecord(deadline));
-  const auto b = block.bytes();
+  std::shared_ptr<Bytes> sealed;
+  if (seal_ != nullptr) {
+    TANDEM_ASSIGN_OR_RETURN(sealed, seal_->Seal(block.bytes()));
+  }
+  const auto b = sealed != nullptr ? sealed->span() : block.bytes();
   const std::string_view value(reinterpret_cast<const char*>(b.data()), b.size());
   const std::string rk = RedisKey(block.key());
   const std::string ttl = std::to_string(absl::ToInt64Milliseconds(options_.ttl));

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "kv_store/kv_seal.h"
 #include "kv_store/kv_tier.h"
 
 struct redisContext;
@@ -36,6 +37,10 @@ struct RedisTierOptions {
   absl::Duration ttl = absl::Hours(24);             // 0 = no expiry. --redis_ttl_s
   absl::Duration breaker_base = absl::Seconds(1);   // first open period, doubled per failed probe
   absl::Duration breaker_max = absl::Seconds(30);
+  // When set, blocks are sealed (kv_seal.h) on put and must verify on get: a block without a
+  // valid MAC under this secret is a miss with reason `auth`, erased. Nodes set it from
+  // --cluster_secret_file; nullptr stores plain blocks (tools, a cluster without a secret).
+  std::shared_ptr<const ClusterSecret> seal_secret{};
 };
 
 struct RedisAddress {
@@ -94,7 +99,11 @@ class RedisTier final : public KvTier {
   // Calls `fn` with every Redis key of this namespace's blocks (SCAN, ns matched literally).
   absl::Status ScanKeys(const std::function<void(const std::string&)>& fn);
 
+  // Fetches the stored value as it is (sealed or not).
+  absl::StatusOr<std::shared_ptr<Bytes>> Fetch(const BlockKey& key, absl::Time deadline);
+
   const RedisTierOptions options_;
+  const std::unique_ptr<const KvSeal> seal_;  // null without seal_secret
   const RedisAddress address_;
   const std::string prefix_;  // tandem:<ns>:kv:
   const std::string format_key_;  // tandem:<ns>:format:<hex root>

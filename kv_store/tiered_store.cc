@@ -104,6 +104,7 @@ absl::StatusOr<std::unique_ptr<TieredKvStore>> TieredKvStore::Create(const KvSto
     r.ttl = options.redis_ttl;
     r.breaker_base = options.redis_breaker_base;
     r.breaker_max = options.redis_breaker_max;
+    r.seal_secret = options.seal_secret;
     TANDEM_ASSIGN_OR_RETURN(std::unique_ptr<RedisTier> redis,
                             RedisTier::Create(r, format, &metrics));
     tiers.push_back(std::move(redis));

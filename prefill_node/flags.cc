@@ -47,6 +47,13 @@ absl::StatusOr<PrefillOptions> PrefillOptionsFromFlags() {
   o.blend.min_blend_tokens = GetFlag(FLAGS_blend_min_tokens);
   o.node_id = NodeIdFromFlags("prefill");
   o.epoch = NewProcessEpoch();
+  TANDEM_ASSIGN_OR_RETURN(o.cluster_secret, ClusterSecretFromFlags());
+  if (!o.kv_store.redis_url.empty() && o.cluster_secret == nullptr) {
+    return absl::InvalidArgumentError(
+        "--redis_url needs --cluster_secret_file: blocks in the shared tier are signed with the "
+        "cluster secret, so that whoever can write to Redis cannot plant KV");
+  }
+  o.kv_store.seal_secret = o.cluster_secret;
   TANDEM_RETURN_IF_ERROR(o.Validate());
   return o;
 }

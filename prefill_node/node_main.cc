@@ -35,7 +35,15 @@ absl::Status RunPrefillNode() {
   kernels::SetCpuThreads(GetFlag(model::FLAGS_threads));
 
   MetricsRegistry metrics;
-  HttpServer server(HttpServerOptions{GetFlag(FLAGS_host), port, http_threads}, &metrics);
+  HttpServerOptions http_options;
+  http_options.host = GetFlag(FLAGS_host);
+  http_options.port = port;
+  http_options.num_threads = http_threads;
+  HttpServer server(http_options, &metrics);
+  if (options.cluster_secret != nullptr) {
+    server.RequireClusterAuth(
+        std::make_shared<ControlPlaneAuth>(options.cluster_secret, AuthRefusalsCounter(metrics)));
+  }
   // The drain endpoint ends the process the same way a signal does: the signal is blocked in
   // every thread, so it waits for the sigwait below.
   PrefillHttpApi api(server, [] { kill(getpid(), SIGTERM); });

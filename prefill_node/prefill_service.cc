@@ -6,6 +6,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "glog/logging.h"
@@ -390,12 +391,19 @@ absl::StatusOr<std::vector<runtime::BlendDocument>> PrefillService::DocumentsFor
   return out;
 }
 
+kv::TransportOptions PrefillService::MakeTransportOptions() const {
+  kv::TransportOptions o;
+  o.node_id = options_.node_id;
+  o.epoch = options_.epoch;
+  o.secret = options_.cluster_secret;
+  return o;
+}
+
 absl::StatusOr<kv::Transport*> PrefillService::TransportFor(const std::string& name) {
   absl::MutexLock lock(&transports_mu_);
   auto it = transports_.find(name);
   if (it != transports_.end()) return it->second.get();
-  absl::StatusOr<std::unique_ptr<kv::Transport>> t =
-      kv::NewTransport(name, kv::TransportOptions{options_.node_id, options_.epoch});
+  absl::StatusOr<std::unique_ptr<kv::Transport>> t = kv::NewTransport(name, MakeTransportOptions());
   if (!t.ok()) {
     if (t.status().code() == absl::StatusCode::kInvalidArgument) {
       return absl::InvalidArgumentError(absl::StrCat("target.transport: ", t.status().message()));
@@ -420,6 +428,7 @@ absl::Status PrefillService::Ship(const node_api::PrefillRequest& request, const
   desc.reservation = request.target.reservation_id;
   desc.meta.request_id = request.request_id;
   desc.meta.first_token = computed.first_token;
+  desc.meta.transfer_token = request.target.transfer_token;
   desc.blocks = computed.blocks;
   desc.deadline = absl::Now() + options_.transfer_timeout;
   *transfer_id = desc.id.Hex();
@@ -441,11 +450,19 @@ absl::Status PrefillService::Ship(const node_api::PrefillRequest& request, const
     metrics_.TransferFailed(name, status);  // by the original code: the reason label stays exact
     // Passed through, a NACK's NotFound/FailedPrecondition/DataLoss would reach the client as a
     // non-retryable 404/400/500; the original code stays in the message for the operator.
-    absl::Status failed = absl::UnavailableError(absl::StrCat(
-        "kv transfer ", *transfer_id, " of ", request.request_id, " to ",
-        request.target.node_id, " at ", request.target.host, ":", request.target.port,
-        " reservation ", request.target.reservation_id, " failed (",
-        absl::StatusCodeToString(status.code()), "): ", status.message()));
+    // The reply names the decode node by id only: transport errors name addresses (connect
+    // failures, ports), which a caller of this API must not learn. The log keeps the details.
+    LOG(WARNING) << "req=" << request.request_id << " kv transfer " << *transfer_id << " to "
+                 << request.target.node_id << " at " << request.target.host << ":"
+                 << request.target.port << " failed: " << status;
+    const std::string address = absl::StrCat(request.target.host, ":", request.target.port);
+    const std::string detail =
+        absl::StrReplaceAll(std::string(status.message()),
+                            {{address, "<decode node>"}, {request.target.host, "<decode node>"}});
+    absl::Status failed = absl::UnavailableError(
+        absl::StrCat("kv transfer ", *transfer_id, " of ", request.request_id, " to decode node ",
+                     request.target.node_id, " failed (", absl::StatusCodeToString(status.code()),
+                     "): ", detail));
     // Only a transfer that was under way blames the target (NACK, unreachable, stale epoch,
     // deadline), so the router reserves on another decode node; a Post this node refused (it is
     // shutting down) is this node's failure, and the router moves to another prefill node.

@@ -129,6 +129,8 @@ class PrefillService {
       const node_api::PrefillRequest& request, int32_t prefix, absl::Time deadline,
       node_api::BlendReport& report);
   absl::StatusOr<kv::Transport*> TransportFor(const std::string& name);
+  // Node id, epoch and the cluster secret (the data-plane handshake).
+  kv::TransportOptions MakeTransportOptions() const;
   // Posts the blocks to the target and waits for the ACK; returns the transfer id's hex. Every
   // failure is Unavailable (ARCHITECTURE.md §9 "Transfer fails": retryable, 503), whatever code
   // the decode node NACKed with: a NotFound (expired reservation) or Aborted (decode node

@@ -28,8 +28,23 @@ TANDEM_FLAG(std::string, decode_nodes, "",
             "Decode nodes' HTTP addresses, comma-separated host:port or dns:name:port.");
 TANDEM_FLAG(int64_t, router_dns_refresh_ms, Ms(Defaults().dns_refresh),
             "Period of resolving the dns: names of --prefill_nodes and --decode_nodes again.");
-TANDEM_FLAG(std::string, api_key, "",
-            "When set, every /v1/* call needs 'Authorization: Bearer <api_key>'.");
+TANDEM_SECRET_FLAG(std::string, api_key, "",
+                   "When set, every /v1/* call needs 'Authorization: Bearer <api_key>'.");
+TANDEM_FLAG(std::string, api_keys_file, "",
+            "File of API keys, one name:key per line ('#' comments); each /v1/* call needs "
+            "'Authorization: Bearer <key>' of one of them. Names show in logs and metrics.");
+TANDEM_FLAG(int32_t, api_key_max_concurrent, Defaults().key_limits.max_concurrent,
+            "Requests one API key may have in flight; more get 429 + Retry-After. 0 = no limit.");
+TANDEM_FLAG(int64_t, api_key_tokens_per_minute, Defaults().key_limits.tokens_per_minute,
+            "Prompt + max_tokens one API key may start per minute; more get 429 + Retry-After. "
+            "0 = no limit.");
+TANDEM_FLAG(int64_t, router_max_body_bytes, Defaults().max_body_bytes,
+            "Largest request body the router reads; larger gets 413 before it is read.");
+TANDEM_FLAG(int32_t, router_max_queued_connections, Defaults().max_queued_connections,
+            "Connections waiting for a worker beyond --http_threads; more get 503 + Retry-After.");
+TANDEM_FLAG(std::string, tls_cert, "",
+            "PEM certificate chain: the router serves HTTPS (needs --tls_key).");
+TANDEM_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
 TANDEM_FLAG(std::string, served_model_name, Defaults().service.served_model_name,
             "The model name clients send and /v1/models lists.");
 TANDEM_FLAG(std::string, router_policy, Defaults().policy,
@@ -62,6 +77,9 @@ absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   RouterOptions o;
   o.host = GetFlag(FLAGS_host);
   o.port = GetFlag(FLAGS_router_port);
+  if (const std::string secret_file = GetFlag(FLAGS_cluster_secret_file); !secret_file.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(o.cluster_secret, ClusterSecret::ReadFile(secret_file));
+  }
   o.http_threads = GetFlag(FLAGS_http_threads);
   o.model_path = GetFlag(format::FLAGS_model);
   TANDEM_ASSIGN_OR_RETURN(NodeList prefill,
@@ -74,6 +92,15 @@ absl::StatusOr<RouterOptions> RouterOptionsFromFlags() {
   o.decode_dns = std::move(decode.dns_names);
   o.dns_refresh = absl::Milliseconds(GetFlag(FLAGS_router_dns_refresh_ms));
   o.api_key = GetFlag(FLAGS_api_key);
+  if (const std::string file = GetFlag(FLAGS_api_keys_file); !file.empty()) {
+    TANDEM_ASSIGN_OR_RETURN(o.api_keys, ReadApiKeysFile(file));
+  }
+  o.key_limits.max_concurrent = GetFlag(FLAGS_api_key_max_concurrent);
+  o.key_limits.tokens_per_minute = GetFlag(FLAGS_api_key_tokens_per_minute);
+  o.max_body_bytes = GetFlag(FLAGS_router_max_body_bytes);
+  o.max_queued_connections = GetFlag(FLAGS_router_max_queued_connections);
+  o.tls_cert = GetFlag(FLAGS_tls_cert);
+  o.tls_key = GetFlag(FLAGS_tls_key);
   o.service.served_model_name = GetFlag(FLAGS_served_model_name);
   o.policy = GetFlag(FLAGS_router_policy);
   o.service.generation_defaults.temperature = GetFlag(FLAGS_default_temperature);

@@ -18,11 +18,15 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
                         kTtftBuckets)),
       requests(r.Counter("tandem_router_requests_total", "Finished requests by endpoint and code.",
                          {"endpoint", "code"})),
+      key_requests(r.Counter("tandem_router_key_requests_total",
+                             "Finished requests by API key name (never the key) and code.",
+                             {"key", "code"})),
       prompt_tokens(r.Counter("tandem_router_prompt_tokens_total", "Prompt tokens of requests.")),
       generation_tokens(r.Counter("tandem_router_generation_tokens_total",
                                   "Completion tokens relayed to clients.")),
-      cached_prompt_tokens(r.Counter("tandem_router_cached_prompt_tokens_total",
-                                     "Prompt tokens whose KV a prefill node loaded from its store.")),
+      cached_prompt_tokens(
+          r.Counter("tandem_router_cached_prompt_tokens_total",
+                    "Prompt tokens whose KV a prefill node loaded from its store.")),
       retries(r.Counter("tandem_router_retries_total",
                         "Attempts of a request on another node, by reason.", {"reason"})),
       migrations(r.Counter("tandem_router_migrations_total",
@@ -42,8 +46,9 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
                            {"role"})),
       kv_usage(r.Gauge("tandem_router_kv_usage_ratio",
                        "Mean KV usage (0..1) of the usable decode nodes.")),
-      dns_resolutions(r.Counter("tandem_router_dns_resolutions_total",
-                                "Resolutions of the dns: names of --prefill_nodes/--decode_nodes.")),
+      dns_resolutions(
+          r.Counter("tandem_router_dns_resolutions_total",
+                    "Resolutions of the dns: names of --prefill_nodes/--decode_nodes.")),
       dns_failures(r.Counter("tandem_router_dns_failures_total",
                              "Resolutions of dns: names that failed (the last nodes are kept).")) {
   // Zero series up front, so dashboards and alerts see the gauges before the first change.
@@ -83,6 +88,10 @@ RouterMetrics::RouterMetrics(MetricsRegistry& r)
 
 void RouterMetrics::CountRequest(std::string_view endpoint, int http_code) {
   requests->Labels({std::string(endpoint), std::to_string(http_code)}).Increment();
+}
+
+void RouterMetrics::CountKeyRequest(std::string_view key_name, int http_code) {
+  key_requests->Labels({std::string(key_name), std::to_string(http_code)}).Increment();
 }
 
 void RouterMetrics::ObservePhase(std::string_view phase_name, double seconds) {

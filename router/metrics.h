@@ -18,6 +18,7 @@ struct RouterMetrics {
 
   // tandem_router_requests_total{endpoint, code}; endpoint "chat" | "completions" | "models".
   void CountRequest(std::string_view endpoint, int http_code);
+  void CountKeyRequest(std::string_view key_name, int http_code);
   void ObservePhase(std::string_view phase, double seconds);
   void CountRetry(std::string_view reason);
 
@@ -27,6 +28,8 @@ struct RouterMetrics {
   HistogramFamily* e2e;
   HistogramFamily* phase;
   CounterFamily* requests;
+  // Finished requests by API key *name* (never the key) and code; "anonymous" without keys.
+  CounterFamily* key_requests;
   CounterFamily* prompt_tokens;
   CounterFamily* generation_tokens;
   CounterFamily* cached_prompt_tokens;

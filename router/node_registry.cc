@@ -185,6 +185,7 @@ void NodeRegistry::PollNode(Node* polled) {
     HttpCallOptions call;
     call.connect_timeout = options_.poll_timeout;
     call.io_timeout = options_.poll_timeout;
+    call.cluster_auth = options_.cluster_auth;
     absl::StatusOr<HttpReply> reply =
         HttpGet(endpoint, absl::StrCat("/internal/v1/status?since=", since), call);
     const absl::Status call_status =

@@ -70,6 +70,8 @@ struct NodeRegistryOptions {
   absl::Duration poll_timeout = absl::Seconds(1);
   // Missed polls in a row after which a node counts as stale.
   int stale_after_missed_polls = 3;
+  // Signs the status polls with the cluster secret; nullptr sends them unsigned.
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 class NodeRegistry {

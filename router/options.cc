@@ -42,6 +42,19 @@ absl::Status RouterOptions::Validate() const {
   };
   if (port < 0 || port > 65535) return bad("router_port", port, "is not a port (0..65535)");
   if (http_threads < 1) return bad("http_threads", http_threads, "must be at least 1");
+  if (tls_cert.empty() != tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
+  }
+  if (max_body_bytes < 1024) return bad("router_max_body_bytes", max_body_bytes, "must be >= 1024");
+  if (max_queued_connections < 0) {
+    return bad("router_max_queued_connections", max_queued_connections, "must be >= 0");
+  }
+  if (key_limits.max_concurrent < 0) {
+    return bad("api_key_max_concurrent", key_limits.max_concurrent, "must be >= 0");
+  }
+  if (key_limits.tokens_per_minute < 0) {
+    return bad("api_key_tokens_per_minute", key_limits.tokens_per_minute, "must be >= 0");
+  }
   if (model_path.empty()) {
     return absl::InvalidArgumentError("--model: the GGUF file is required");
   }

@@ -13,7 +13,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "common/http_client.h"
+#include "router/api_keys.h"
 #include "router/dns_resolver.h"
 #include "router/openai_api.h"
 
@@ -45,6 +47,9 @@ struct RouterServiceOptions {
   // so a node that takes longer is treated as down. Default: 5 s.
   // Flag: --router_control_timeout_ms
   absl::Duration control_timeout = absl::Seconds(5);
+  // Signs every call to a node with the cluster secret; nullptr sends them unsigned (nodes
+  // without a secret). Set by Router::Start from RouterOptions::cluster_secret.
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth{};
 };
 
 // The generation defaults of a router process (vLLM's generation config; the GGUF carries no
@@ -64,8 +69,9 @@ inline RouterServiceOptions ProcessServiceOptions() {
 }
 
 struct RouterOptions {
-  // Address and port of the OpenAI API. Default: 0.0.0.0:8000. Flags: --host, --router_port
-  std::string host = "0.0.0.0";
+  // Address and port of the OpenAI API. Default: 127.0.0.1:8000 (loopback until told otherwise).
+  // Flags: --host, --router_port
+  std::string host = "127.0.0.1";
   int port = 8000;
   // HTTP worker threads; each streaming request holds one for its whole life.
   // Default: 64. Flag: --http_threads
@@ -85,6 +91,25 @@ struct RouterOptions {
   absl::Duration dns_refresh = absl::Seconds(5);
   // When not empty, every /v1/* call needs "Authorization: Bearer <api_key>". Flag: --api_key
   std::string api_key;
+  // Named keys, `name:key` per line; names appear in logs and metrics, keys never. api_key, when
+  // set, joins them under the name "default". Flag: --api_keys_file
+  std::vector<ApiKey> api_keys;
+  // Per-key concurrency and token-rate limits. Flags: --api_key_max_concurrent,
+  // --api_key_tokens_per_minute
+  KeyLimits key_limits;
+  // Largest request body; a larger Content-Length is 413 before the body is read. Default: 4 MiB.
+  // Flag: --router_max_body_bytes
+  int64_t max_body_bytes = 4 << 20;
+  // Connections waiting for a worker beyond --http_threads before new ones get 503 + Retry-After.
+  // Default: 256. Flag: --router_max_queued_connections
+  int max_queued_connections = 256;
+  // Serve the OpenAI API over HTTPS with this PEM certificate chain and key. Flags: --tls_cert,
+  // --tls_key (both or neither)
+  std::string tls_cert;
+  std::string tls_key;
+  // The cluster secret the nodes require on /internal/ calls; nullptr when none is configured.
+  // Flag: --cluster_secret_file
+  std::shared_ptr<const ClusterSecret> cluster_secret{};
   // kv_aware | least_loaded | round_robin. Default: kv_aware. Flag: --router_policy
   std::string policy = "kv_aware";
   // Status poll period per node. Default: 200 ms. Flag: --router_poll_ms

@@ -25,18 +25,36 @@ absl::StatusOr<std::unique_ptr<Router>> Router::Start(const RouterOptions& optio
   nodes.dns_refresh = options.dns_refresh;
   nodes.poll_interval = options.poll_interval;
   nodes.poll_timeout = std::max(absl::Seconds(1), 2 * options.poll_interval);
+  std::shared_ptr<const ControlPlaneAuth> cluster_auth;
+  if (options.cluster_secret != nullptr) {
+    cluster_auth = std::make_shared<ControlPlaneAuth>(options.cluster_secret,
+                                                      AuthRefusalsCounter(*r->metrics_registry_));
+  }
+  nodes.cluster_auth = cluster_auth;
+  RouterServiceOptions service_options = options.service;
+  service_options.cluster_auth = cluster_auth;
   r->registry_ = std::make_unique<NodeRegistry>(nodes, r->model_->identity(), r->index_.get(),
                                                 r->metrics_.get());
   TANDEM_ASSIGN_OR_RETURN(r->policy_, NewRoutingPolicy(options.policy, std::random_device{}()));
-  r->service_ = std::make_unique<RouterService>(options.service, *r->model_, *r->registry_,
+  r->service_ = std::make_unique<RouterService>(service_options, *r->model_, *r->registry_,
                                                 *r->index_, *r->policy_, *r->metrics_);
   HttpServerOptions http;
   http.host = options.host;
   http.port = options.port;
   http.num_threads = options.http_threads;
+  http.max_body_bytes = options.max_body_bytes;
+  http.max_queued_connections = options.max_queued_connections;
+  http.tls_cert = options.tls_cert;
+  http.tls_key = options.tls_key;
+  http.refusals = r->metrics_registry_->Counter(
+      "tandem_http_refusals_total",
+      "Requests refused from their headers alone (body size, encoding, header size, capacity).",
+      {"reason"});
   r->server_ = std::make_unique<HttpServer>(http, r->metrics_registry_.get());
   RouterHttpOptions api;
-  api.api_key = options.api_key;
+  api.api_keys = options.api_keys;
+  if (!options.api_key.empty()) api.api_keys.push_back(ApiKey{"default", options.api_key});
+  api.key_limits = options.key_limits;
   api.served_model_name = options.service.served_model_name;
   api.created = absl::ToUnixSeconds(absl::Now());
   RegisterRouterRoutes(*r->server_, *r->service_, *r->registry_, *r->metrics_, api);

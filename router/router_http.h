@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common/http.h"
+#include "router/api_keys.h"
 #include "router/metrics.h"
 #include "router/node_registry.h"
 #include "router/router_service.h"
@@ -26,7 +27,12 @@
 namespace tandem::router {
 
 struct RouterHttpOptions {
-  std::string api_key;            // empty: no authentication
+  // The accepted keys (--api_keys_file, plus --api_key as the key named "default"); empty: no
+  // authentication, and every request counts as the key "anonymous".
+  std::vector<ApiKey> api_keys;
+  KeyLimits key_limits;
+  // Deepest JSON nesting a request body may have; deeper is 400 before parsing. Default: 32.
+  int max_json_depth = 32;
   std::string served_model_name;  // the one model /v1/models lists
   int64_t created = 0;            // unix seconds the model is reported created (process start)
 };

@@ -149,6 +149,7 @@ absl::StatusOr<node_api::ReserveReply> RouterService::Reserve(ActiveRequest& a) 
   body.prompt_tokens = static_cast<int64_t>(a.req.prompt.size());
   body.max_tokens = a.req.api.effective_max_tokens;
   HttpCallOptions call;
+  call.cluster_auth = options_.cluster_auth;
   call.connect_timeout = options_.control_timeout;
   call.io_timeout = options_.control_timeout;
   while (true) {
@@ -240,6 +241,7 @@ absl::Status RouterService::PrefillOnce(ActiveRequest& a) {
   body.target = a.reservation.target;
   body.deadline_ms = node_api::NowUnixMs() + absl::ToInt64Milliseconds(options_.prefill_timeout);
   HttpCallOptions call;
+  call.cluster_auth = options_.cluster_auth;
   call.connect_timeout = options_.control_timeout;
   call.io_timeout = options_.prefill_timeout;
   const absl::Time sent = absl::Now();
@@ -263,6 +265,7 @@ absl::Status RouterService::PrefillOnce(ActiveRequest& a) {
     node_api::CancelRequest c;
     c.request_id = a.req.request_id;
     HttpCallOptions quick;
+    quick.cluster_auth = options_.cluster_auth;
     quick.connect_timeout = quick.io_timeout = absl::Milliseconds(500);
     HttpPostJson(node->endpoint, "/internal/v1/cancel", node_api::ToJson(c), quick).IgnoreError();
   }
@@ -322,6 +325,7 @@ int RouterService::Abandon(ActiveRequest& a) {
 
 void RouterService::CancelBestEffort(const ActiveRequest& a, bool prefill_too) {
   HttpCallOptions call;
+  call.cluster_auth = options_.cluster_auth;
   call.connect_timeout = absl::Milliseconds(500);
   call.io_timeout = absl::Milliseconds(500);
   node_api::CancelRequest c;
@@ -440,7 +444,7 @@ RelayResult RouterService::DecodeWithRetry(ActiveRequest& a, IncrementalDetokeni
                                                on_text) {
   while (true) {
     RelayResult relay = RelayDecode(a, model_, detok, on_text, options_.decode_timeout,
-                                    options_.control_timeout, metrics_);
+                                    options_.control_timeout, metrics_, options_.cluster_auth);
     if (relay.stream_broke) registry_.MarkDown(a.decode_node.id, relay.error);
     if (relay.kind == RelayResult::Kind::kDone) return relay;
     // Stopped early, client gone or failed: the decode node must stop and free the KV.

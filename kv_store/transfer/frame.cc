@@ -96,7 +96,8 @@ std::string EncodeBeginBody(const TransferMeta& meta, ReservationId reservation)
   for (const BlockKey& k : meta.keys) keys.push_back(k.Hex());
   nlohmann::json j = {{"request_id", meta.request_id},   {"first_token", meta.first_token},
                       {"block_count", meta.block_count}, {"total_bytes", meta.total_bytes},
-                      {"reservation", reservation},      {"keys", keys}};
+                      {"reservation", reservation},      {"keys", keys},
+                      {"token", meta.transfer_token}};
   if (meta.deadline != absl::InfiniteFuture()) {
     // The receiver is told a little less than the sender's time left, so it
     // gives up first: a receiver that completes then ACKs before the sender's
@@ -136,6 +137,10 @@ absl::Status DecodeBeginBody(std::string_view body, TransferMeta* meta,
   meta->block_count = count->get<uint32_t>();
   meta->total_bytes = total->get<uint64_t>();
   *reservation = res->get<uint64_t>();
+  meta->transfer_token.clear();
+  if (auto token = j.find("token"); token != end && token->is_string()) {
+    meta->transfer_token = token->get<std::string>();
+  }
   meta->deadline = absl::InfiniteFuture();
   if (auto t = j.find("timeout_ms"); t != j.end()) {
     if (!t->is_number_integer()) return absl::InvalidArgumentError("BEGIN body: timeout_ms");

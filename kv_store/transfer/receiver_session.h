@@ -42,6 +42,8 @@ class ReceiverSession {
   // False for a BLOCK of a transfer that is not open (NACKed, cancelled or never begun): the
   // transport reads and discards its body instead of storing it.
   bool WantsBody(const FrameHeader& h) const;
+  // No transfer is open on this connection.
+  bool idle() const { return open_.empty(); }
   // The earliest deadline of an open transfer (InfiniteFuture when none): the transport waits for
   // the next frame no longer than this, so a silent sender cannot hold a reservation forever.
   absl::Time NextDeadline() const;

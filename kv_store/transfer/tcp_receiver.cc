@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <array>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "kv_store/transfer/handshake.h"
 #include "kv_store/transfer/receiver_session.h"
 #include "kv_store/transfer/tcp_socket.h"
 #include "kv_store/transfer/tcp_transport.h"
@@ -82,8 +84,23 @@ void TcpTransport::AcceptLoop() {
       close(*fd);
       break;
     }
+    if (static_cast<int>(reader_fds_.size()) >= options_.max_connections) {
+      // Each connection holds a thread: beyond the cap a newcomer is closed at once, and the
+      // connections already open (the real senders') keep their threads.
+      close(*fd);
+      CountRefusal("too_many_connections");
+      continue;
+    }
     reader_fds_.insert(*fd);
-    readers_.emplace_back([this, f = *fd] { ReaderLoop(f); });
+    try {
+      readers_.emplace_back([this, f = *fd] { ReaderLoop(f); });
+    } catch (const std::system_error& e) {
+      // No thread to serve it (the process is at its thread limit): refuse the connection, never
+      // terminate the process.
+      reader_fds_.erase(*fd);
+      close(*fd);
+      LOG(WARNING) << "kv transfer accept: cannot start a reader thread: " << e.what();
+    }
   }
 }
 
@@ -103,6 +120,15 @@ void TcpTransport::ReaderLoop(int fd) {
     if (s.ok()) s = tcp::SendAll(fd, body.data(), body.size(), absl::Now() + kReplyBudget, stop);
     if (!s.ok()) stream_ok = false;
   };
+  if (options_.secret != nullptr) {
+    const absl::Status s =
+        TcpServerHandshake(fd, *options_.secret, absl::Now() + kHandshakeTimeout, stop);
+    if (!s.ok()) {
+      if (absl::IsUnauthenticated(s)) CountRefusal(std::string(s.message()));
+      VLOG(1) << "kv transfer: closing an unauthenticated connection: " << s;
+      stream_ok = false;
+    }
+  }
   ReceiverSession session(options_, listen_.format, sink_, reply);
   // Reads exactly n bytes, never waiting past the earliest open transfer's deadline: when it
   // passes, the expired transfers are failed (freeing their reservations) and the read goes on.
@@ -121,6 +147,11 @@ void TcpTransport::ReaderLoop(int fd) {
 
   while (stream_ok && !rx_stop_) {
     std::array<uint8_t, kFrameHeaderBytes> head;
+    // Between transfers the connection may rest, but not forever: each one holds a thread.
+    if (session.idle() && !tcp::Readable(fd, options_.idle_timeout)) {
+      VLOG(1) << "kv transfer: closing a connection idle for " << options_.idle_timeout;
+      break;
+    }
     if (!recv(head.data(), head.size()).ok()) break;
     absl::StatusOr<FrameHeader> h = DecodeFrameHeader(head);
     if (!h.ok()) {
@@ -154,6 +185,12 @@ void TcpTransport::ReaderLoop(int fd) {
     finished_readers_.push_back(std::this_thread::get_id());
   }
   close(fd);
+}
+
+void TcpTransport::CountRefusal(std::string_view reason) {
+  if (options_.auth_refusals != nullptr) {
+    options_.auth_refusals->Labels({"data", std::string(reason)}).Increment();
+  }
 }
 
 absl::Status TcpTransport::Shutdown(absl::Duration grace) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "glog/logging.h"
+#include "kv_store/transfer/handshake.h"
 #include "kv_store/transfer/tcp_socket.h"
 
 namespace tandem::kv {
@@ -190,6 +191,14 @@ absl::StatusOr<TcpTransport::Conn*> TcpTransport::ConnFor(const PeerAddress& dst
     if (!fd.ok()) {
       return absl::Status(fd.status().code(),
                           absl::StrCat("node ", dst.node_id, ": ", fd.status().message()));
+    }
+    if (options_.secret != nullptr) {
+      absl::Status s =
+          TcpClientHandshake(*fd, *options_.secret, deadline, [this] { return hard_stop_.load(); });
+      if (!s.ok()) {
+        close(*fd);
+        return absl::Status(s.code(), absl::StrCat("node ", dst.node_id, ": ", s.message()));
+      }
     }
     it = conns_.emplace(dst.node_id, Conn{*fd, dst.epoch, dst.host, dst.port}).first;
   }

@@ -71,6 +71,7 @@ class TcpTransport final : public Transport {
   // Receiver side.
   void AcceptLoop();
   void ReaderLoop(int fd);
+  void CountRefusal(std::string_view reason);
 
   const TransportOptions options_;
 

@@ -27,7 +27,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/cluster_secret.h"
 #include "common/kv_key.h"
+#include "common/metrics.h"
 #include "kv_store/kv_block.h"
 
 namespace tandem::kv {
@@ -72,6 +74,9 @@ struct TransferMeta {
   // whose END arrives after it is NACKed `deadline` and never completes on the
   // receiver.
   absl::Time deadline = absl::InfiniteFuture();
+  // The reservation's transfer token (issued by the receiver at reserve time, carried by the
+  // router to the sender); the receiver refuses a BEGIN whose token does not match.
+  std::string transfer_token{};
 };
 
 struct TransferDesc {
@@ -101,8 +106,23 @@ class TransferSink {
 };
 
 struct TransportOptions {
+  TransportOptions() = default;
+  TransportOptions(std::string node, uint64_t process_epoch)
+      : node_id(std::move(node)), epoch(process_epoch) {}
+
   std::string node_id = "local";
   uint64_t epoch = 1;  // this process's epoch, sent in every frame
+  // When set, every connection starts with the mutual handshake of transfer/handshake.h: the
+  // sender ships only to a receiver holding this secret, the receiver reads frames only from a
+  // sender holding it. nullptr: no handshake (a loopback-only cluster without a secret).
+  std::shared_ptr<const ClusterSecret> secret{};
+  // tandem_auth_refusals_total (labels plane, reason), counted with plane "data"; may be null.
+  CounterFamily* auth_refusals = nullptr;
+  // Receiver limits. Connections beyond max_connections are closed at accept (each holds a
+  // thread); a connection with no open transfer is closed after idle_timeout (the sender reconnects
+  // when it next needs one).
+  int max_connections = 64;
+  absl::Duration idle_timeout = absl::Seconds(60);
 };
 
 struct ListenOptions {

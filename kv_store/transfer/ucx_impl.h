@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "kv_store/transfer/frame.h"
+#include "kv_store/transfer/handshake.h"
 #include "kv_store/transfer/receiver_session.h"
 #include "kv_store/transfer/ucx_transport.h"
 
@@ -31,6 +32,10 @@ namespace tandem::kv {
 
 constexpr unsigned kAmFrame = 1;   // sender -> receiver
 constexpr unsigned kAmReply = 2;   // receiver -> sender
+// The cluster-secret handshake of transfer/handshake.h, as active messages (no AM header; the
+// message is the data): HELLO (40 bytes) then PROOF (32) from the sender, CHALLENGE (72) back.
+constexpr unsigned kAmHello = 3;      // sender -> receiver: HELLO or PROOF
+constexpr unsigned kAmChallenge = 4;  // receiver -> sender
 constexpr size_t kSendWindow = 4;  // frames in flight per transfer
 constexpr size_t kMaxFinished = 4096;
 
@@ -51,6 +56,9 @@ struct UcxOutbound {
 
 struct UcxPeerConn {
   ucp_ep_h ep = nullptr;
+  // Handshake state when the transport has a secret: no frame is sent before kProven.
+  enum class Auth { kNone, kHelloSent, kProven, kRefused } auth = Auth::kNone;
+  HandshakeNonce nonce{};
   uint64_t epoch = 0;
   std::string host;
   uint16_t port = 0;
@@ -67,6 +75,12 @@ struct UcxInFrame {
 
 struct UcxInConn {
   ucp_ep_h ep = nullptr;
+  // With a secret: HELLO answered (challenged), then PROOF verified (authenticated). Frames of a
+  // connection that is not authenticated are refused and the connection dropped.
+  bool challenged = false;
+  bool authenticated = false;
+  HandshakeNonce sender_nonce{};
+  HandshakeNonce nonce{};
   std::unique_ptr<ReceiverSession> session;
   std::deque<std::shared_ptr<UcxInFrame>> pending;
   bool failed = false;
@@ -124,6 +138,8 @@ struct UcxTransport::Impl {
   // their body and calls OnRecvData with their address, so they live until it has (or until the
   // worker is destroyed).
   std::vector<std::shared_ptr<UcxInFrame>> orphan_frames;
+  // Rendezvous payloads of BLOCKs refused before allocation, released after their callback.
+  std::vector<void*> unread_rndv;
   std::vector<void*> closing;
   struct Active {
     std::shared_ptr<UcxOutbound> x;
@@ -141,6 +157,13 @@ struct UcxTransport::Impl {
   static void OnRecvData(void* request, ucs_status_t status, size_t, void* user_data);
   static ucs_status_t OnFrameAm(void* arg, const void* header, size_t header_length, void* data,
                                 size_t length, const ucp_am_recv_param_t* param);
+  static ucs_status_t OnHelloAm(void* arg, const void* header, size_t header_length, void* data,
+                                size_t length, const ucp_am_recv_param_t* param);
+  static ucs_status_t OnChallengeAm(void* arg, const void* header, size_t header_length, void* data,
+                                    size_t length, const ucp_am_recv_param_t* param);
+  // Sends `bytes` as one active message `id` on `ep`, keeping them alive until it completes.
+  bool SendSmall(ucp_ep_h ep, unsigned id, std::string bytes);
+  void CountRefusal(std::string_view reason);
   static ucs_status_t OnReplyAm(void* arg, const void* header, size_t header_length, void* data,
                                 size_t length, const ucp_am_recv_param_t* param);
 

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -50,6 +51,102 @@ ucs_status_t UcxTransport::Impl::OnReplyAm(void* arg, const void* header, size_t
   return static_cast<Impl*>(arg)->HandleReply(header, header_length, data, length, param);
 }
 
+void UcxTransport::Impl::CountRefusal(std::string_view reason) {
+  if (options.auth_refusals != nullptr) {
+    options.auth_refusals->Labels({"data", std::string(reason)}).Increment();
+  }
+}
+
+bool UcxTransport::Impl::SendSmall(ucp_ep_h ep, unsigned id, std::string bytes) {
+  auto p = std::make_unique<UcxPending>();
+  p->body = std::move(bytes);
+  ucp_request_param_t rp{};
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  rp.flags = UCP_AM_SEND_FLAG_REPLY;
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep, id, nullptr, 0, p->body.data(), p->body.size(), &rp);
+  if (UCS_PTR_IS_ERR(r)) return false;
+  p->req = r;
+  if (IsRequest(r)) pending_sends.push_back(std::move(p));
+  return true;
+}
+
+// Receiver: HELLO gets a CHALLENGE; PROOF authenticates the connection or drops it.
+ucs_status_t UcxTransport::Impl::OnHelloAm(void* arg, const void*, size_t, void* data,
+                                           size_t length, const ucp_am_recv_param_t* param) {
+  Impl* self = static_cast<Impl*>(arg);
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) || self->sink == nullptr ||
+      self->options.secret == nullptr || (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+    return UCS_OK;
+  }
+  UcxInConn* c = self->ConnOf(param->reply_ep);
+  if (c->closed || c->failed) return UCS_OK;
+  const auto bytes = absl::MakeConstSpan(static_cast<const uint8_t*>(data), length);
+  if (!c->challenged && length == kHelloBytes) {
+    absl::StatusOr<HandshakeNonce> theirs = DecodeHello(bytes);
+    if (!theirs.ok()) {
+      self->CountRefusal("no_handshake");
+      c->failed = true;
+      return UCS_OK;
+    }
+    c->sender_nonce = *theirs;
+    SecureRandomBytes(c->nonce.data(), c->nonce.size());
+    std::string challenge(reinterpret_cast<const char*>(bytes.data()), 8);
+    challenge.append(reinterpret_cast<const char*>(c->nonce.data()), c->nonce.size());
+    const Sha256Digest proof =
+        HandshakeProof(*self->options.secret, "receiver", c->sender_nonce, c->nonce);
+    challenge.append(reinterpret_cast<const char*>(proof.data()), proof.size());
+    c->challenged = true;
+    if (!self->SendSmall(c->ep, kAmChallenge, std::move(challenge))) c->failed = true;
+    return UCS_OK;
+  }
+  if (c->challenged && !c->authenticated && length == kProofBytes) {
+    const Sha256Digest want =
+        HandshakeProof(*self->options.secret, "sender", c->sender_nonce, c->nonce);
+    if (ConstantTimeEquals(want, bytes)) {
+      c->authenticated = true;
+      return UCS_OK;
+    }
+    self->CountRefusal("bad_proof");
+  } else {
+    self->CountRefusal("no_handshake");
+  }
+  c->failed = true;
+  return UCS_OK;
+}
+
+// Sender: the active transfer's connection proves the receiver, or is refused.
+ucs_status_t UcxTransport::Impl::OnChallengeAm(void* arg, const void*, size_t, void* data,
+                                               size_t length, const ucp_am_recv_param_t* param) {
+  Impl* self = static_cast<Impl*>(arg);
+  if (!self->active || self->options.secret == nullptr ||
+      (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+    return UCS_OK;
+  }
+  UcxPeerConn* conn = self->active->conn;
+  if (conn->auth != UcxPeerConn::Auth::kHelloSent) return UCS_OK;
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  HandshakeNonce theirs{};
+  bool ok = length == kChallengeBytes && std::memcmp(bytes, "TXHS", 4) == 0;
+  if (ok) {
+    std::memcpy(theirs.data(), bytes + 8, theirs.size());
+    const Sha256Digest want =
+        HandshakeProof(*self->options.secret, "receiver", conn->nonce, theirs);
+    ok = ConstantTimeEquals(want, absl::MakeConstSpan(bytes + 40, kProofBytes));
+  }
+  if (!ok) {
+    conn->auth = UcxPeerConn::Auth::kRefused;
+    return UCS_OK;
+  }
+  const Sha256Digest proof = HandshakeProof(*self->options.secret, "sender", conn->nonce, theirs);
+  conn->auth = UcxPeerConn::Auth::kProven;
+  if (!self->SendSmall(conn->ep, kAmHello,
+                       std::string(reinterpret_cast<const char*>(proof.data()), proof.size()))) {
+    conn->failed = true;
+    conn->error = "handshake send failed";
+  }
+  return UCS_OK;
+}
+
 UcxInConn* UcxTransport::Impl::ConnOf(ucp_ep_h ep) {
   auto it = inconns.find(ep);
   if (it != inconns.end()) return it->second.get();
@@ -92,6 +189,16 @@ ucs_status_t UcxTransport::Impl::HandleFrame(const void* header, size_t header_l
   UcxInConn* c = ConnOf(param->reply_ep);
   // A failed connection's stream is no longer framed; its later frames are dropped.
   if (c->closed || c->failed) return UCS_OK;
+  if (options.secret != nullptr && !c->authenticated) {
+    // A frame before the handshake: a sender without the secret. Nothing of it is kept.
+    CountRefusal("no_handshake");
+    c->failed = true;
+    if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+      unread_rndv.push_back(data);
+      return UCS_INPROGRESS;
+    }
+    return UCS_OK;
+  }
   absl::StatusOr<FrameHeader> h =
       DecodeFrameHeader(absl::MakeConstSpan(static_cast<const uint8_t*>(header), header_length));
   if (!h.ok() || h->body_bytes != length) {
@@ -99,6 +206,21 @@ ucs_status_t UcxTransport::Impl::HandleFrame(const void* header, size_t header_l
                  << (h.ok() ? "body length mismatch" : h.status().ToString());
     c->failed = true;
     return UCS_OK;
+  }
+  if (h->type == FrameType::kBlock && !c->session->WantsBody(*h)) {
+    // No allocation for a BLOCK of a transfer that is neither open nor about to open (its BEGIN
+    // queued ahead of it): up to 256 MiB per frame must not be had by sending BLOCKs alone. A
+    // rendezvous payload is released unread once this callback has returned.
+    const bool begin_queued = std::any_of(c->pending.begin(), c->pending.end(), [&](const auto& p) {
+      return p->h.type == FrameType::kBegin && p->h.id == h->id;
+    });
+    if (!begin_queued) {
+      if (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) {
+        unread_rndv.push_back(data);
+        return UCS_INPROGRESS;
+      }
+      return UCS_OK;
+    }
   }
   auto f = std::make_shared<UcxInFrame>();
   f->h = *h;
@@ -184,6 +306,8 @@ void UcxTransport::Impl::CloseEp(ucp_ep_h ep, bool force) {
 
 bool UcxTransport::Impl::ProcessInbound() {
   bool busy = false;
+  for (void* data : unread_rndv) ucp_am_data_release(worker, data);
+  unread_rndv.clear();
   for (auto& [ep, c] : inconns) {
     if (c->closed) continue;
     while (!rx_stop && !c->pending.empty() &&
@@ -419,6 +543,30 @@ bool UcxTransport::Impl::DriveSender() {
     EndActive(TransferState::kFailed, absl::UnavailableError("transport shut down mid-transfer"));
     return true;
   }
+  if (options.secret != nullptr && a.conn->auth != UcxPeerConn::Auth::kProven) {
+    // Nothing of the transfer leaves before the receiver proved it holds the cluster secret.
+    if (a.conn->auth == UcxPeerConn::Auth::kNone) {
+      SecureRandomBytes(a.conn->nonce.data(), a.conn->nonce.size());
+      const auto hello = EncodeHello(a.conn->nonce);
+      a.conn->auth = UcxPeerConn::Auth::kHelloSent;
+      if (!SendSmall(a.conn->ep, kAmHello,
+                     std::string(reinterpret_cast<const char*>(hello.data()), hello.size()))) {
+        a.conn->failed = true;
+        a.conn->error = "handshake send failed";
+      }
+      return true;
+    }
+    if (a.conn->auth == UcxPeerConn::Auth::kRefused) {
+      a.conn->failed = true;
+      DropConn(d.dst.node_id);
+      EndActive(TransferState::kFailed,
+                absl::UnauthenticatedError(absl::StrCat(
+                    "node ", d.dst.node_id,
+                    ": data-plane handshake: the receiver does not hold the cluster secret")));
+      return true;
+    }
+    return false;  // waiting for the CHALLENGE (the deadline check above bounds the wait)
+  }
   bool busy = false;
   while (a.next < a.x->heads.size() && a.reqs.size() < kSendWindow) {
     const size_t i = a.next++;
@@ -520,6 +668,8 @@ void UcxTransport::Impl::Loop() {
     ReapPending();
   }
   // Whatever is still pending is released with the worker.
+  for (void* data : unread_rndv) ucp_am_data_release(worker, data);
+  unread_rndv.clear();
   for (auto& p : pending_sends) ucp_request_free(p->req);
   for (void* r : closing) ucp_request_free(r);
   pending_sends.clear();

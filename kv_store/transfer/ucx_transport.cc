@@ -51,12 +51,15 @@ absl::StatusOr<std::unique_ptr<Transport>> UcxTransport::Create(const TransportO
     absl::MutexLock lock(&impl->mu);
     impl->event_fd = fd;
   }
-  for (unsigned id : {kAmFrame, kAmReply}) {
+  for (unsigned id : {kAmFrame, kAmReply, kAmHello, kAmChallenge}) {
     ucp_am_handler_param_t hp{};
     hp.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                     UCP_AM_HANDLER_PARAM_FIELD_ARG;
     hp.id = id;
-    hp.cb = id == kAmFrame ? &Impl::OnFrameAm : &Impl::OnReplyAm;
+    hp.cb = id == kAmFrame   ? &Impl::OnFrameAm
+            : id == kAmReply ? &Impl::OnReplyAm
+            : id == kAmHello ? &Impl::OnHelloAm
+                             : &Impl::OnChallengeAm;
     hp.arg = impl.get();
     if (s = ucp_worker_set_am_recv_handler(impl->worker, &hp); s != UCS_OK) {
       ucp_worker_destroy(impl->worker);

@@ -21,10 +21,10 @@ absl::Status StatusFromDecodeError(const node_api::DecodeEvent& e) {
 
 }  // namespace
 
-RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
-                        IncrementalDetokenizer& detok, const TextFn& on_text,
-                        absl::Duration decode_timeout, absl::Duration connect_timeout,
-                        RouterMetrics& metrics) {
+RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model, IncrementalDetokenizer& detok,
+                        const TextFn& on_text, absl::Duration decode_timeout,
+                        absl::Duration connect_timeout, RouterMetrics& metrics,
+                        std::shared_ptr<const ControlPlaneAuth> cluster_auth) {
   node_api::DecodeRequest body;
   body.request_id = a.req.request_id;
   body.reservation_id = a.reservation.target.reservation_id;
@@ -38,6 +38,7 @@ RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model,
   HttpCallOptions call;
   call.connect_timeout = connect_timeout;
   call.io_timeout = decode_timeout;
+  call.cluster_auth = std::move(cluster_auth);
 
   RelayResult result;
   bool done = false;

@@ -83,7 +83,8 @@ struct RelayResult {
 // failure. Counts completion tokens and inter-token latency into `a` and `metrics`.
 RelayResult RelayDecode(ActiveRequest& a, const ServedModel& model, IncrementalDetokenizer& detok,
                         const TextFn& on_text, absl::Duration decode_timeout,
-                        absl::Duration connect_timeout, RouterMetrics& metrics);
+                        absl::Duration connect_timeout, RouterMetrics& metrics,
+                        std::shared_ptr<const ControlPlaneAuth> cluster_auth = nullptr);
 
 }  // namespace internal
 }  // namespace tandem::router

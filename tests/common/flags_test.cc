@@ -18,12 +18,15 @@ TANDEM_FLAG(bool, flags_test_enable, false, "Test bool flag.");
 TANDEM_FLAG(int32_t, flags_test_max_tokens, 128, "Test int32 flag.");
 TANDEM_FLAG(double, flags_test_ratio, 0.15, "Test double flag.");
 TANDEM_FLAG(std::string, flags_test_name, "prefill-0", "Test string flag.");
+TANDEM_SECRET_FLAG(std::string, flags_test_token, "", "Test secret flag.");
+TANDEM_SECRET_FLAG(int32_t, flags_test_pin, 0, "Test secret int flag.");
 
 namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 EnvLookup Env(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
@@ -160,6 +163,27 @@ TEST_F(FlagsTest, EffectiveFlagsAndSaver) {
   }
   EXPECT_EQ(GetFlag(FLAGS_flags_test_name), "prefill-0");
   EXPECT_THAT(EffectiveFlags(), HasSubstr("flags_test_name=prefill-0 (default)"));
+}
+
+// Secret flags never print their value: not in the effective configuration, --help or a parse
+// error; ScrubSecretArgs blanks them in argv (what /proc/<pid>/cmdline shows).
+TEST_F(FlagsTest, SecretFlagsAreRedactedEverywhere) {
+  ASSERT_OK(Parse({"--flags_test_token=hunter2-secret"}, {}));
+  EXPECT_EQ(GetFlag(FLAGS_flags_test_token), "hunter2-secret");
+  EXPECT_THAT(EffectiveFlags(), HasSubstr("flags_test_token=<redacted> (command line)"));
+  EXPECT_THAT(EffectiveFlags(), Not(HasSubstr("hunter2")));
+  EXPECT_THAT(HelpText("Usage"), Not(HasSubstr("hunter2")));
+  absl::Status bad = Parse({"--flags_test_pin=hunter2"}, {}).status();
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument, "--flags_test_pin"));
+  EXPECT_THAT(std::string(bad.message()), Not(HasSubstr("hunter2")));
+
+  std::string a0 = "prog", a1 = "--flags_test_token=hunter2-secret", a2 = "--flags_test_token",
+              a3 = "hunter3", a4 = "--flags_test_name=visible";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data()};
+  ScrubSecretArgs(5, argv);
+  EXPECT_EQ(std::string(argv[1]), "--flags_test_token=xxxxxxxxxxxxxx");
+  EXPECT_EQ(std::string(argv[3]), "xxxxxxx");
+  EXPECT_EQ(std::string(argv[4]), "--flags_test_name=visible");
 }
 
 TEST_F(FlagsTest, ParseFlagsOrExitExitCodes) {

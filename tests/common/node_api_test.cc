@@ -29,8 +29,13 @@ TEST(NodeApi, PrefillRequestRoundTripKeeps64BitFields) {
   in.sampling = {.temperature = 0.7, .top_p = 0.9, .top_k = 40, .rng_state = ~uint64_t{0} - 5};
   in.sparse_prefill = "sale";
   in.store_kv = false;
-  in.target = {.transport = "ucx", .host = "10.0.0.2", .port = 8201, .node_id = "decode-1",
-               .epoch = (uint64_t{1} << 63) + 12345, .reservation_id = 99};
+  in.target = {.transport = "ucx",
+               .host = "10.0.0.2",
+               .port = 8201,
+               .node_id = "decode-1",
+               .epoch = (uint64_t{1} << 63) + 12345,
+               .reservation_id = 99,
+               .transfer_token = "0123456789abcdef0123456789abcdef"};
   in.deadline_ms = 1700000000123;
   ASSERT_OK_AND_ASSIGN(auto out, node_api::FromJson<node_api::PrefillRequest>(node_api::ToJson(in)));
   EXPECT_EQ(out.request_id, in.request_id);
@@ -43,6 +48,7 @@ TEST(NodeApi, PrefillRequestRoundTripKeeps64BitFields) {
   EXPECT_EQ(out.target.epoch, in.target.epoch);
   EXPECT_EQ(out.target.transport, "ucx");
   EXPECT_EQ(out.target.port, 8201);
+  EXPECT_EQ(out.target.transfer_token, in.target.transfer_token);
   EXPECT_EQ(out.deadline_ms, in.deadline_ms);
 }
 
@@ -155,7 +161,9 @@ TEST(NodeApi, DecodeEventsThroughSseParserAnySplit) {
 
 TEST(HttpClient, MapsRepliesAndConnectionFailures) {
   MetricsRegistry metrics;
-  HttpServer server({.host = "127.0.0.1", .port = 0}, &metrics);
+  HttpServerOptions options;
+  options.host = "127.0.0.1";
+  HttpServer server(options, &metrics);
   server.Post("/fail", [](const httplib::Request&, httplib::Response& res) {
     WriteError(res, absl::ResourceExhaustedError("decode node overloaded"));
   });

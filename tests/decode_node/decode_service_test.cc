@@ -136,6 +136,7 @@ class DecodeServiceTest : public ::testing::Test {
     desc.reservation = out.reservation.target.reservation_id;
     desc.meta.request_id = rr.request_id;
     desc.meta.first_token = out.prefill.first_token;
+    desc.meta.transfer_token = out.reservation.target.transfer_token;
     desc.blocks = out.prefill.blocks;
     desc.deadline = absl::Now() + absl::Seconds(10);
     out.transfer_id = desc.id.Hex();
@@ -359,6 +360,7 @@ TEST_F(DecodeServiceTest, RejectedTransferIsNackedAndTheDecodeFailsRetryably) {
     desc.reservation = reservation_id;
     desc.meta.request_id = rr.request_id;
     desc.meta.first_token = prefill.first_token;
+    desc.meta.transfer_token = reserved.target.transfer_token;
     desc.blocks = prefill.blocks;
     desc.deadline = absl::Now() + absl::Seconds(10);
     absl::StatusOr<kv::TransferHandle> h = sender_->Post(std::move(desc));

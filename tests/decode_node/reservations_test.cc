@@ -66,8 +66,9 @@ std::vector<kv::KvBlock> Blocks(int32_t prompt_len) {
   return out;
 }
 
-kv::TransferMeta Meta(size_t block_count) {
+kv::TransferMeta Meta(size_t block_count, const Reserved& r) {
   kv::TransferMeta m;
+  m.transfer_token = r.transfer_token;
   m.id = kv::TransferId::Random();
   m.request_id = "r-table";
   m.first_token = 7;
@@ -93,8 +94,8 @@ TEST_F(ReservationTableTest, TransferArrivingAfterTheTtlIsKeptAndItsClockRestart
 
   const std::vector<kv::KvBlock> blocks = Blocks(40);
   ASSERT_EQ(blocks.size(), 3u);
-  const kv::TransferMeta a = Meta(blocks.size());
-  const kv::TransferMeta b = Meta(blocks.size());
+  const kv::TransferMeta a = Meta(blocks.size(), claimed_later);
+  const kv::TransferMeta b = Meta(blocks.size(), orphan);
   ASSERT_OK(table.OnBegin(a, claimed_later.id));
   ASSERT_OK(table.OnBegin(b, orphan.id));
   // Both transfers are still arriving when the original ttl passes.
@@ -145,7 +146,7 @@ TEST_F(ReservationTableTest, StalledTransferWithoutDeadlineStillFreesItsRoom) {
   const absl::Duration ttl = absl::Milliseconds(500);
   ReservationTable table(Limits(ttl), &metrics_);
   ASSERT_OK_AND_ASSIGN(Reserved r, table.Reserve(Request(40, 8)));
-  const kv::TransferMeta meta = Meta(3);
+  const kv::TransferMeta meta = Meta(3, r);
   ASSERT_EQ(meta.deadline, absl::InfiniteFuture());
   const absl::Time begun = absl::Now();
   ASSERT_OK(table.OnBegin(meta, r.id));
@@ -172,7 +173,28 @@ TEST_F(ReservationTableTest, AwaitingReservationStillExpiresAtItsDeadline) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   EXPECT_EQ(table.Load().reservations, 0);
-  EXPECT_THAT(table.OnBegin(Meta(1), r.id), StatusIs(absl::StatusCode::kNotFound));
+  EXPECT_THAT(table.OnBegin(Meta(1, r), r.id), StatusIs(absl::StatusCode::kNotFound));
+}
+
+// Reservation ids are random, and a BEGIN must carry the token issued with the reservation: a
+// peer that guesses or learns an id still cannot take its transfer slot.
+TEST_F(ReservationTableTest, BeginWithoutTheReservationsTokenIsRefused) {
+  ReservationTable table(Limits(absl::Seconds(30)), &metrics_);
+  ASSERT_OK_AND_ASSIGN(Reserved r, table.Reserve(Request(16, 8)));
+  ASSERT_OK_AND_ASSIGN(Reserved other, table.Reserve(Request(16, 8)));
+  EXPECT_NE(r.id + 1, other.id);
+  EXPECT_EQ(r.transfer_token.size(), 32u);
+  EXPECT_NE(r.transfer_token, other.transfer_token);
+  kv::TransferMeta none = Meta(1, r);
+  none.transfer_token.clear();
+  EXPECT_THAT(table.OnBegin(none, r.id), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(table.OnBegin(Meta(1, other), r.id), StatusIs(absl::StatusCode::kPermissionDenied));
+  EXPECT_EQ(registry_.Serialize().find(
+                "tandem_auth_refusals_total{plane=\"data\",reason=\"bad_transfer_token\"} 2") !=
+                std::string::npos,
+            true)
+      << registry_.Serialize();
+  ASSERT_OK(table.OnBegin(Meta(1, r), r.id));
 }
 
 TEST_F(ReservationTableTest, CountsThatWouldOverflowAreOutOfRange) {
@@ -195,7 +217,7 @@ TEST_F(ReservationTableTest, TransferShortOfTheReservedPromptIsRejected) {
   ReservationTable table(Limits(absl::Seconds(30)), &metrics_);
   ASSERT_OK_AND_ASSIGN(Reserved r, table.Reserve(Request(40, 8)));
   const std::vector<kv::KvBlock> blocks = Blocks(32);  // two full blocks: 8 tokens short
-  const kv::TransferMeta meta = Meta(blocks.size());
+  const kv::TransferMeta meta = Meta(blocks.size(), r);
   ASSERT_OK(table.OnBegin(meta, r.id));
   ASSERT_OK(table.OnBlock(meta.id, blocks[0]));
   const absl::Status last = table.OnBlock(meta.id, blocks[1]);

@@ -3,7 +3,8 @@
 #include <hiredis/hiredis.h>
 
 #include "absl/strings/str_cat.h"
-
+#include "common/hash.h"
+#include "kv_store/kv_seal.h"
 #include "kv_store/redis_tier.h"
 #include "tests/kv_store/kv_tier_conformance.h"
 #include "tests/support/redis_server.h"
@@ -83,6 +84,53 @@ std::string RedisGet(redisContext* c, const std::string& key) {
                                                                     : "<none>";
   if (r != nullptr) freeReplyObject(r);
   return out;
+}
+
+// A tier with the cluster secret stores sealed blocks and reads them back; a block planted under
+// a real key by a writer without the secret (valid §5.1 bytes, valid XXH3) is a miss `auth`,
+// erased and counted, and never returned.
+TEST_F(RedisTierTest, PlantedUnsealedBlockIsRefusedErasedAndCounted) {
+  RedisTierOptions sealed_options = FastOptions(server_.Url());
+  sealed_options.seal_secret = *ClusterSecret::FromBytes(std::string(40, 's'));
+  ASSERT_OK_AND_ASSIGN(auto tier, RedisTier::Create(sealed_options, TestFormat(), &registry_));
+  ASSERT_OK_AND_ASSIGN(KvBlock real, MakeBlock(TestFormat(), 1, 16));
+  ASSERT_OK(tier->Put(real, Soon()));
+  ASSERT_OK_AND_ASSIGN(auto stored, tier->GetRaw(real.key(), Soon()));
+  EXPECT_EQ(stored->data()[4], kSealedFormatVersion);
+  ASSERT_OK_AND_ASSIGN(KvBlock back, tier->Get(real.key(), Soon()));
+  EXPECT_TRUE(PatternIntact(back));
+
+  // The attacker's block: same key, its own (valid) contents. Here: the same tokens with other KV.
+  ASSERT_OK_AND_ASSIGN(KvBlock planted, MakeBlock(TestFormat(), 1, 16, BlockDims()));
+  std::string forged(reinterpret_cast<const char*>(planted.bytes().data()), planted.size());
+  forged[planted.size() - 3] ^= 0x11;
+  {  // fix the payload and header XXH3, as anyone can
+    uint8_t* p = reinterpret_cast<uint8_t*>(forged.data());
+    const uint64_t payload = Xxh3_64(p + kHeaderBytes, forged.size() - kHeaderBytes);
+    for (int i = 0; i < 8; ++i) p[184 + i] = static_cast<uint8_t>(payload >> (8 * i));
+    const uint64_t header = Xxh3_64(p, 248);
+    for (int i = 0; i < 8; ++i) p[248 + i] = static_cast<uint8_t>(header >> (8 * i));
+  }
+  // The planted block is valid apart from the MAC.
+  ASSERT_OK(KvBlock::Parse(Bytes::Copy(forged), TestFormat(), real.key()).status());
+  ASSERT_OK(tier->PutRawForTesting(real.key(), forged));
+  absl::StatusOr<KvBlock> got = tier->Get(real.key(), Soon());
+  EXPECT_EQ(MissReasonOf(got.status()), MissReason::kAuth) << got.status();
+  ASSERT_OK_AND_ASSIGN(std::vector<bool> there, tier->Contains({real.key()}, Soon()));
+  EXPECT_FALSE(there[0]) << "the planted block must be erased";
+  EXPECT_EQ(Sample(registry_, "tandem_kv_misses_total{reason=\"auth\",tier=\"redis\"}"), 1);
+
+  // A tier of another cluster (other secret) cannot read this cluster's blocks either.
+  ASSERT_OK(tier->Put(real, Soon()));
+  RedisTierOptions foreign_options = FastOptions(server_.Url());
+  foreign_options.seal_secret = *ClusterSecret::FromBytes(std::string(40, 'f'));
+  ASSERT_OK_AND_ASSIGN(auto foreign, RedisTier::Create(foreign_options, TestFormat(), nullptr));
+  EXPECT_EQ(MissReasonOf(foreign->Get(real.key(), Soon()).status()), MissReason::kAuth);
+  // And a reader without the seal (an old build) rejects a sealed block as an unknown version.
+  ASSERT_OK(tier->Put(real, Soon()));
+  ASSERT_OK_AND_ASSIGN(auto plain,
+                       RedisTier::Create(FastOptions(server_.Url()), TestFormat(), nullptr));
+  EXPECT_EQ(MissReasonOf(plain->Get(real.key(), Soon()).status()), MissReason::kVersion);
 }
 
 TEST_F(RedisTierTest, FormatRecordIsWrittenAndChecked) {

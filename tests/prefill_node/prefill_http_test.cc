@@ -53,7 +53,10 @@ class PrefillHttpTest : public ::testing::Test {
     auto service = PrefillService::Create(testing::TestPrefillOptions(kBlockTokens), *metrics_);
     ASSERT_OK(service);
     service_ = service->release();
-    server_ = new HttpServer(HttpServerOptions{"127.0.0.1", 0, 4}, metrics_);
+    HttpServerOptions options;
+    options.host = "127.0.0.1";
+    options.num_threads = 4;
+    server_ = new HttpServer(options, metrics_);
     api_ = new PrefillHttpApi(*server_, nullptr);
     ASSERT_OK(server_->Start());
     api_->Attach(service_);
