@@ -67,6 +67,9 @@ absl::StatusOr<std::unique_ptr<PrefillService>> PrefillService::Create(
   std::unique_ptr<PrefillService> s(new PrefillService(options, metrics));
   TANDEM_ASSIGN_OR_RETURN(s->model_, runtime::LoadedModel::Load(options.model));
   TANDEM_RETURN_IF_ERROR(s->model_->Identify());
+  // The blend defaults against this model (a check layer past its last layer), at start: checked
+  // only per request, a bad flag would fail every request of a node that reports ready.
+  TANDEM_RETURN_IF_ERROR(options.blend.Validate(s->model_->config()));
   TANDEM_ASSIGN_OR_RETURN(
       s->store_, kv::TieredKvStore::Create(options.kv_store, s->model_->kv_format(), metrics));
 
@@ -113,8 +116,8 @@ absl::Status PrefillService::ValidateRequest(const node_api::PrefillRequest& req
     }
     next = d.end;
   }
-  if (!BlendFor(request.blend).ok()) {
-    return Bad(bad, "blend", std::string(BlendFor(request.blend).status().message()));
+  if (const absl::StatusOr<runtime::BlendOptions> blend = BlendFor(request.blend); !blend.ok()) {
+    return Bad(bad, "blend", std::string(blend.status().message()));
   }
   if (request.target.host.empty()) return Bad(bad, "target.host", "empty");
   if (request.target.port <= 0 || request.target.port > 65535) {

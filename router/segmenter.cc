@@ -132,6 +132,9 @@ absl::StatusOr<SegmentedPrompt> SegmentPrompt(const CompletionRequest& r,
     const std::vector<format::ChatMessage> head(messages.begin(), messages.begin() + k + 1);
     const size_t prefix =
         chat_template.EncodeChat(tokenizer, head, /*add_generation_prompt=*/false).size();
+    if (prefix > chat.size()) {
+      return absl::InternalError("segmenter: a message prefix encodes longer than the whole chat");
+    }
     size_t marker = prefix;
     while (marker > copied && chat[marker - 1] != im_end[0]) --marker;
     if (marker == copied) return absl::InternalError("segmenter: no end marker for a message");
