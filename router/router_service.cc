@@ -235,7 +235,7 @@ absl::Status RouterService::PrefillOnce(ActiveRequest& a) {
   body.documents = a.req.documents;
   const TandemOptions& tandem = a.req.api.tandem;
   body.blend.enabled = tandem.blend.value_or("auto") != "off";
-  // "on" blends whatever the documents' size; "auto" leaves the node's --blend_min_tokens to decide.
+  // "on" blends documents of any size; "auto" leaves it to the node's --blend_min_tokens.
   if (tandem.blend.value_or("auto") == "on") body.blend.min_blend_tokens = 0;
   body.blend.recompute_ratio = tandem.recompute_ratio.value_or(-1.0);
   body.blend.check_layer = static_cast<int32_t>(tandem.check_layer.value_or(-1));
