@@ -290,8 +290,10 @@ class ManifestDriftTest(unittest.TestCase):
         mounts = self.volumes(pod, container)
         env = self.environment(pod, container, mounts)
         if image == "tandem":
-            # The pod's address is loopback here; the manifests leave --host at its default.
-            self.assertNotIn("TANDEM_HOST", env, "rewrite a manifest's host to 127.0.0.1")
+            # Tandem binds loopback by default, so a pod must ask for every interface or no other
+            # pod reaches it; here the pod's address is loopback, so that is what it binds.
+            self.assertEqual(env.get("TANDEM_HOST"), "0.0.0.0",
+                             f"{pod.name}: TANDEM_HOST (pods must listen beyond loopback)")
             env["TANDEM_HOST"] = "127.0.0.1"
             self.check_env_names_flags(pod, env)
         else:

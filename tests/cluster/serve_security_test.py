@@ -224,10 +224,10 @@ class ServeSecurityTest(unittest.TestCase):
         deadline = time.time() + 30
         while time.time() < deadline:
             values = [self.resp.cmd("GET", k) for k in keys]
-            if all(v is not None and v[4] == 2 for v in values):
+            if all(v is not None and v[4] == 3 for v in values):
                 break
             time.sleep(0.2)
-        self.assertTrue(all(v is not None and v[4] == 2 for v in values))
+        self.assertTrue(all(v is not None and v[4] == 3 for v in values))
 
     def test_2_per_key_concurrency_gives_429_and_spares_other_keys(self):
         stream = self.client["alice"].chat.completions.create(
